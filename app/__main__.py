@@ -1,0 +1,33 @@
+"""The ``shotoku`` entry point: no arguments (or audio files) open the desktop app; a subcommand runs the CLI."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _is_gui_request(argv: Sequence[str]) -> bool:
+    """True for ``shotoku``, ``shotoku gui [FILE]`` and ``shotoku FILE...`` (existing files, no subcommand)."""
+    if not argv:
+        return True
+    if argv[0] == "gui":
+        return True
+    return all(not a.startswith("-") and Path(a).is_file() for a in argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the GUI or the command line; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _is_gui_request(argv):
+        files = argv[1:] if argv and argv[0] == "gui" else argv
+        from app.gui import run_gui  # Qt is imported only when the window is wanted
+
+        return run_gui(files)
+    from engine.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

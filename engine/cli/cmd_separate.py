@@ -1,0 +1,134 @@
+"""``shotoku separate FILE...``: separate songs into stem files, streaming blocks to disk."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from engine.audio import load_audio
+from engine.audio.stream_writer import StreamingAudioWriter
+from engine.cli.progress import ProgressBar
+from engine.errors import AudioLoadError, ShotokuError
+from engine.separation.apply import Progress
+from engine.separation.device import DEVICE_CHOICES, describe_device
+from engine.separation.registry import default_model_name, get_card, load_from_card
+from engine.separation.separator import Separator, select_outputs
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("wav", "flac", "mp3", "ogg")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "separate",
+        help="separate songs into stems",
+        description="Separate each FILE into stems written to DIR/<song>/<stem>.<format>.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", type=Path, help="audio files (wav, flac, mp3, ogg, m4a, ...)")
+    p.add_argument("-o", "--out", type=Path, default=Path("separated"), metavar="DIR", help="output folder")
+    p.add_argument("--model", default=None, help="model name (see `shotoku models`; default: the default model)")
+    p.add_argument("--stems", default=None, help="comma-separated subset of stems, e.g. vocals,drums")
+    p.add_argument("--two-stems", default=None, metavar="STEM", help="write STEM and no_STEM (mixture minus STEM)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES + ("cuda:0", "cuda:1"))
+    p.add_argument("--format", default="wav", choices=FORMATS)
+    p.add_argument("--bit-depth", default=None, help="16, 24 or float (wav/flac)")
+    p.add_argument("--segment", type=float, default=None, metavar="SECONDS", help="chunk length")
+    p.add_argument("--overlap", type=float, default=0.25, help="chunk overlap fraction (0..0.9)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--reference", type=Path, default=None, metavar="DIR",
+        help="folder with the true stems (<stem>.wav/.flac), for the oracle models irm and ibm",
+    )
+    p.set_defaults(run=run)
+
+
+def _find_reference(folder: Path, stem: str) -> Path:
+    for candidate in sorted(folder.glob(f"{stem}.*")):
+        if candidate.is_file():
+            return candidate
+    raise AudioLoadError(folder / f"{stem}.wav", f"reference stem {stem!r} not found in {folder}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.overlap < 0.95:
+        raise ShotokuError("--overlap must be between 0 and 0.95")
+    if args.segment is not None and args.segment <= 0:
+        raise ShotokuError("--segment must be positive")
+    card = get_card(args.model or default_model_name())
+    separator = Separator(
+        load_from_card(card), device=args.device, segment_seconds=args.segment,
+        overlap=args.overlap, n_threads=args.threads,
+    )
+    wanted = [s.strip() for s in args.stems.split(",") if s.strip()] if args.stems else None
+    if separator.needs_references and args.reference is None:
+        raise ShotokuError(f"model {card.name!r} is an oracle: give the true stems with --reference DIR")
+    print(f"shotoku: model {card.name} on {describe_device(separator.device)}", file=sys.stderr)
+    failures = 0
+    for path in args.files:
+        try:
+            written = separate_file(separator, path, args.out, wanted, args.two_stems, args.format,
+                                    args.bit_depth, args.reference)
+        except AudioLoadError as err:  # one bad file does not stop the others
+            print(f"shotoku: error: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        for out in written:
+            print(out)
+    if failures:
+        print(f"shotoku: {failures} of {len(args.files)} file(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def separate_file(
+    separator: Separator,
+    path: Path,
+    out_dir: Path,
+    wanted: list[str] | None,
+    two_stems: str | None,
+    fmt: str,
+    bit_depth: str | int | None,
+    reference_dir: Path | None = None,
+) -> list[Path]:
+    """Separate one file into ``out_dir/<song>/<stem>.<fmt>``; returns the written paths.
+
+    Blocks are streamed to temporary files that replace the targets only when every stem is complete, so an
+    interrupted run never leaves a half-written stem under its final name.
+    """
+    audio = load_audio(path, samplerate=None, n_channels=2)
+    for note in audio.notes:
+        print(f"shotoku: {path.name}: {note}", file=sys.stderr)
+    references = None
+    if separator.needs_references:
+        assert reference_dir is not None
+        references = {
+            stem: load_audio(_find_reference(reference_dir, stem), audio.samplerate, 2).samples
+            for stem in separator.sources
+        }
+    song = path.name.removesuffix(".stem.mp4").rsplit(".", 1)[0]
+    target_dir = out_dir / song
+    bar = ProgressBar(f"{path.name[:28]:28s}")
+
+    def progress(p: Progress) -> None:
+        bar.update(p.fraction, f"chunk {p.done_chunks}/{p.n_chunks}")
+
+    writers: dict[str, StreamingAudioWriter] = {}
+    try:
+        for stems, mix_block in separator.iter_stems(audio.samples, audio.samplerate, progress, None, references):
+            outputs = select_outputs(stems, mix_block, separator.sources, wanted, two_stems)
+            for name, block in outputs.items():
+                if name not in writers:
+                    writers[name] = StreamingAudioWriter(
+                        target_dir / f"{name}.{fmt}", audio.samplerate, block.shape[0], format=fmt,
+                        bit_depth=bit_depth,
+                    )
+                writers[name].write(block)
+        bar.close()
+        return [writer.commit() for writer in writers.values()]
+    finally:
+        bar.close()
+        for writer in writers.values():
+            writer.abort()

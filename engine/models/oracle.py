@@ -1,0 +1,63 @@
+"""Oracle masks (ideal ratio / ideal binary): the upper bounds the papers compare against.
+
+They need the true stems, so they are for evaluation only. Input is the mixture with the reference stems stacked
+after it on the channel axis, so the ordinary chunked engine runs them with bounded memory.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from engine import STEM_NAMES
+from engine.dsp.stft import istft, stft
+from engine.separation.registry import register_architecture
+
+
+@register_architecture("oracle_mask")
+class OracleMaskModel(nn.Module):
+    """Masks the mixture's STFT with a mask computed from the reference stems.
+
+    ``mask="irm"``: ``|S_j|^alpha / sum_k |S_k|^alpha`` (alpha=2: the power ratio mask, 'IRM2' in sigsep's oracle
+    toolbox); ``mask="ibm"``: 1 where stem ``j`` is the loudest stem in the bin, else 0.
+    """
+
+    needs_references = True
+
+    def __init__(
+        self,
+        mask: str = "irm",
+        alpha: float = 2.0,
+        sources: list[str] | None = None,
+        samplerate: int = 44100,
+        n_channels: int = 2,
+        n_fft: int = 4096,
+        hop_length: int = 1024,
+        segment_seconds: float = 30.0,
+    ) -> None:
+        super().__init__()
+        if mask not in ("irm", "ibm"):
+            raise ValueError("mask must be 'irm' or 'ibm'")
+        self.mask, self.alpha = mask, alpha
+        self.sources = list(sources or STEM_NAMES)
+        self.samplerate, self.n_channels = samplerate, n_channels
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.segment_samples = int(segment_seconds * samplerate)
+
+    def forward(self, mix_and_references: Tensor) -> Tensor:
+        """``(n_batch, n_channels * (1 + n_stems), n_samples)`` -> ``(n_batch, n_stems, n_channels, n_samples)``.
+
+        Channels ``[0, n_channels)`` are the mixture, then each reference stem in ``self.sources`` order.
+        """
+        n_batch, _, n_samples = mix_and_references.shape
+        n_stems, n_channels = len(self.sources), self.n_channels
+        stacked = mix_and_references.reshape(n_batch, 1 + n_stems, n_channels, n_samples)
+        spec = stft(stacked, self.n_fft, self.hop_length)  # (n_batch, 1+n_stems, n_channels, n_bins, n_frames)
+        mix_spec, ref_mag = spec[:, 0], spec[:, 1:].abs()
+        if self.mask == "irm":
+            power = ref_mag.pow(self.alpha)
+            masks = power / power.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        else:
+            masks = (ref_mag == ref_mag.max(dim=1, keepdim=True).values).to(ref_mag.dtype)
+            masks = masks / masks.sum(dim=1, keepdim=True)  # ties share the bin
+        return istft(masks * mix_spec.unsqueeze(1), n_samples, self.n_fft, self.hop_length)

@@ -1,0 +1,247 @@
+"""``Separator``: the one object the CLI, the GUI and the streaming worker use to run a model on a song.
+
+Only the chunk goes to the device; the whole track stays on the CPU. Out-of-memory on a GPU falls back to
+smaller chunks, then to the CPU, and says so in :attr:`Separator.notes`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import soxr
+import torch
+from torch import nn
+
+from engine.errors import ShotokuError
+from engine.separation.apply import ProgressFn, apply_chunked, iter_separated_blocks
+from engine.separation.device import select_device
+from engine.separation.registry import load_model
+
+log = logging.getLogger(__name__)
+
+#: Smallest chunk the out-of-memory fallback halves down to before moving to the CPU.
+MIN_SEGMENT_SAMPLES = 4096
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(err, oom) or "out of memory" in str(err).lower()
+
+
+def select_outputs(
+    stems: np.ndarray,
+    mix: np.ndarray,
+    sources: list[str],
+    wanted: list[str] | None = None,
+    two_stems: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Name the stems and keep the ones asked for.
+
+    Args:
+        stems: ``(n_stems, n_channels, n_samples)`` in ``sources`` order.
+        mix: the mixture ``(n_channels, n_samples)`` the stems came from (for two-stem output).
+        wanted: a subset of ``sources`` (default: all).
+        two_stems: ``"vocals"`` gives ``{"vocals": v, "no_vocals": mix - v}``.
+    """
+    if two_stems is not None:
+        if two_stems not in sources:
+            raise ShotokuError(f"--two-stems {two_stems!r}: the model's stems are {', '.join(sources)}")
+        target = stems[sources.index(two_stems)]
+        return {two_stems: target, f"no_{two_stems}": (mix - target).astype(np.float32)}
+    names = wanted or list(sources)
+    unknown = [n for n in names if n not in sources]
+    if unknown:
+        raise ShotokuError(f"unknown stem(s) {', '.join(unknown)}; the model's stems are {', '.join(sources)}")
+    return {name: stems[sources.index(name)] for name in names}
+
+
+class Separator:
+    """Runs a separation model over songs of any length, channel count and sample rate.
+
+    Args:
+        model: a model name from the registry or a loaded module (see ``engine.models.base.SeparationModel``).
+        device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``, ... (see :func:`select_device`).
+        segment_seconds: chunk length; default: the model's ``segment_samples``.
+        overlap: fraction of a chunk shared with the next, blended with a triangular weight.
+        n_threads: torch CPU threads for inference (None leaves torch's setting).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str,
+        device: torch.device | str | None = None,
+        segment_seconds: float | None = None,
+        overlap: float = 0.25,
+        n_threads: int | None = None,
+    ) -> None:
+        self.device = select_device(device)
+        self.model = load_model(model) if isinstance(model, str) else model
+        self.model.eval()
+        self.model.to(self.device)
+        self.sources: list[str] = list(self.model.sources)
+        self.samplerate: int = int(self.model.samplerate)
+        self.n_channels: int = int(self.model.n_channels)
+        self.segment_samples = (
+            int(segment_seconds * self.samplerate) if segment_seconds else int(self.model.segment_samples)
+        )
+        self.overlap = overlap
+        self.needs_references = bool(getattr(self.model, "needs_references", False))
+        self.notes: list[str] = []
+        if n_threads is not None:
+            torch.set_num_threads(max(1, int(n_threads)))
+
+    # -- running the model on one chunk --------------------------------------------------------------------------
+    def _forward(self, chunk: np.ndarray) -> np.ndarray:
+        """``(n_in_channels, n) -> (n_stems, n_channels, n)`` on the current device."""
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(chunk)).unsqueeze(0).to(self.device)
+            y = self.model(x)
+            return y[0].to("cpu", torch.float32).numpy()
+
+    def _model_fn(self, chunk: np.ndarray) -> np.ndarray:
+        """:meth:`_forward` with the out-of-memory fallback: halve the chunk, then move to the CPU."""
+        try:
+            return self._forward(chunk)
+        except (RuntimeError, MemoryError) as err:
+            if not _is_out_of_memory(err):
+                raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            length = chunk.shape[-1]
+            if length // 2 >= MIN_SEGMENT_SAMPLES:
+                self._note(f"out of memory on {self.device} with {length}-sample chunks; retrying with {length // 2}")
+                return apply_chunked(
+                    self._model_fn, chunk, len(self.sources), length // 2, self.overlap,
+                    n_out_channels=self.n_channels,
+                )
+            if self.device.type == "cpu":
+                raise ShotokuError("out of memory even on the CPU with the smallest chunk size") from None
+            self._note(f"out of memory on {self.device} even with small chunks; continuing on the CPU")
+            self.device = torch.device("cpu")
+            self.model.to(self.device)
+            return self._model_fn(chunk)
+
+    def _note(self, message: str) -> None:
+        self.notes.append(message)
+        log.warning(message)
+
+    # -- preparing the input --------------------------------------------------------------------------------------
+    def _prepare(self, audio: np.ndarray, samplerate: int, what: str) -> np.ndarray:
+        """Validate ``(n_channels, n_samples)``, fit the channel count, resample to the model's rate."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 2:
+            raise ShotokuError(f"{what} must be (n_channels, n_samples), got shape {audio.shape}")
+        if not np.isfinite(audio).all():
+            raise ShotokuError(f"{what} contains NaN or infinite samples")
+        if audio.shape[0] == 1 and self.n_channels > 1:
+            audio = np.repeat(audio, self.n_channels, axis=0)
+        elif audio.shape[0] != self.n_channels:
+            raise ShotokuError(f"{what} has {audio.shape[0]} channels; the model takes {self.n_channels}")
+        if samplerate != self.samplerate:
+            audio = soxr.resample(audio.T, samplerate, self.samplerate, quality="HQ").T
+        return np.ascontiguousarray(audio, dtype=np.float32)
+
+    def _model_input(
+        self, mix: np.ndarray, samplerate: int, references: dict[str, np.ndarray] | None
+    ) -> np.ndarray:
+        prepared = self._prepare(mix, samplerate, "the mixture")
+        if not self.needs_references:
+            return prepared
+        if references is None or any(name not in references for name in self.sources):
+            raise ShotokuError(
+                f"model {getattr(self.model, 'card', None) and self.model.card.name or 'oracle'} is an oracle: "
+                f"it needs the reference stems {', '.join(self.sources)}"
+            )
+        refs = [self._prepare(references[name], samplerate, f"reference {name!r}") for name in self.sources]
+        length = prepared.shape[-1]
+        refs = [np.pad(r[:, :length], ((0, 0), (0, max(0, length - r.shape[-1])))) for r in refs]
+        return np.concatenate([prepared, *refs], axis=0)
+
+    # -- public API -----------------------------------------------------------------------------------------------
+    def iter_stems(
+        self,
+        mix: np.ndarray,
+        samplerate: int,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+        references: dict[str, np.ndarray] | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Separate ``mix`` block by block at the input's rate, with memory bounded by one chunk.
+
+        Args:
+            mix: ``(n_channels, n_samples)`` at ``samplerate``; mono is duplicated to the model's channels.
+            references: the true stems (oracle models only), each like ``mix``.
+
+        Yields:
+            ``(stems, mix_block)``: ``stems`` float32 ``(n_stems, n_channels, block_len)`` in ``self.sources``
+            order and the matching mixture block ``(n_channels, block_len)``, consecutive, together exactly
+            ``n_samples`` long.
+        """
+        n_samples = mix.shape[-1]
+        model_mix = self._model_input(mix, samplerate, references)
+        mix_out = np.asarray(mix, dtype=np.float32)
+        if mix_out.ndim == 2 and mix_out.shape[0] == 1:
+            mix_out = np.repeat(mix_out, self.n_channels, axis=0)
+        blocks = iter_separated_blocks(
+            self._model_fn, model_mix, len(self.sources), self.segment_samples, self.overlap,
+            cancel=cancel, progress=progress, n_out_channels=self.n_channels,
+        )
+        if samplerate == self.samplerate:
+            emitted = 0
+            for _, block in blocks:
+                yield block, mix_out[:, emitted : emitted + block.shape[-1]]
+                emitted += block.shape[-1]
+            return
+        # Resample each block back to the input's rate with one streaming resampler per stem.
+        streams = [
+            soxr.ResampleStream(self.samplerate, samplerate, self.n_channels, dtype="float32", quality="HQ")
+            for _ in self.sources
+        ]
+
+        def resampled(block: np.ndarray, last: bool) -> np.ndarray:
+            return np.stack([s.resample_chunk(np.ascontiguousarray(b.T), last=last).T for s, b in zip(streams, block)])
+
+        empty = np.zeros((len(self.sources), self.n_channels, 0), np.float32)
+        emitted = 0
+        for out in [*(resampled(block, False) for _, block in blocks), resampled(empty, True)]:
+            length = min(out.shape[-1], n_samples - emitted)
+            if length > 0:
+                yield np.ascontiguousarray(out[..., :length]), mix_out[:, emitted : emitted + length]
+                emitted += length
+        if emitted < n_samples:  # the resampler's delay left a few samples: pad them with silence
+            missing = n_samples - emitted
+            yield np.zeros((len(self.sources), self.n_channels, missing), np.float32), mix_out[:, emitted:]
+
+    def separate(
+        self,
+        mix: np.ndarray,
+        samplerate: int,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+        stems: list[str] | None = None,
+        two_stems: str | None = None,
+        references: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Separate a whole song in memory.
+
+        Args:
+            mix: ``(n_channels, n_samples)`` float audio at ``samplerate``.
+            stems: keep only these stems (default: all of ``self.sources``).
+            two_stems: return ``{stem, "no_<stem>"}`` where the complement is the mixture minus the stem.
+            references: reference stems for oracle models.
+
+        Returns:
+            ``{stem name: (n_channels, n_samples) float32}`` at ``samplerate``, same length as ``mix``.
+        """
+        select_outputs(np.zeros((len(self.sources), 1, 0), np.float32), np.zeros((1, 0), np.float32),
+                       self.sources, stems, two_stems)  # validate names before the long work
+        stem_blocks, mix_blocks = [], []
+        for block, mix_block in self.iter_stems(mix, samplerate, progress, cancel, references):
+            stem_blocks.append(block)
+            mix_blocks.append(mix_block)
+        all_stems = np.concatenate(stem_blocks, axis=-1)
+        full_mix = np.concatenate(mix_blocks, axis=-1)
+        return select_outputs(all_stems, full_mix, self.sources, stems, two_stems)
