@@ -44,6 +44,12 @@ def describe_os_error(err: OSError) -> str:
     return err.strerror or str(err)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class StreamingAudioWriter:
     """Appends ``(n_channels, n)`` blocks to a temporary file beside ``path``; :meth:`commit` renames it.
 
@@ -97,6 +103,7 @@ class StreamingAudioWriter:
             return self.path
         try:
             self._file.close()
+            os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
             os.replace(self._tmp, self.path)
         except (OSError, RuntimeError) as err:
             self.abort()

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         for out in written:
             print(out)
     if failures:
-        print(f"shotoku: {failures} of {len(args.files)} file(s) failed", file=sys.stderr)
+        if len(args.files) > 1:
+            print(f"shotoku: {failures} of {len(args.files)} files failed", file=sys.stderr)
         return 1
     return 0
 

@@ -6,7 +6,6 @@ after it on the channel axis, so the ordinary chunked engine runs them with boun
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from engine import STEM_NAMES
