@@ -1,0 +1,85 @@
+"""A loaded song: the mixture at the engine's rate, and its reference stems when they sit beside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine import STEM_NAMES
+from engine.audio.io import load_audio
+
+#: Every song is loaded at this rate (the shipped models' rate and the output stream's).
+SAMPLERATE = 44100
+REFERENCE_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3", ".aiff")
+
+
+@dataclass
+class Song:
+    """``mixture`` float32 ``(2, n_samples)`` at :data:`SAMPLERATE`; ``references`` maps stem -> same shape."""
+
+    path: Path
+    mixture: np.ndarray
+    samplerate: int = SAMPLERATE
+    references: dict[str, np.ndarray] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        """What the window title shows: the file name without extension, or the folder for ``mixture.*``."""
+        if self.path.stem.lower() == "mixture":
+            return f"{self.path.parent.name} (mixture)"
+        return self.path.stem
+
+    @property
+    def export_name(self) -> str:
+        """The ``<song>`` part of exported file names (no characters that are unsafe in file names)."""
+        name = self.path.parent.name if self.path.stem.lower() == "mixture" else self.path.stem
+        return "".join("_" if c in '<>:"/\\|?*' else c for c in name).strip() or "song"
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.mixture.shape[1])
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.n_samples / self.samplerate
+
+
+def find_reference_files(path: Path) -> dict[str, Path] | None:
+    """The reference stems of a song, if all of them are beside it, else None.
+
+    Two layouts count: ``<folder>/mixture.<ext>`` with ``<folder>/<stem>.<ext>`` (the demo, MUSDB style), and
+    ``<song>.<ext>`` with ``<song> - <stem>.<ext>`` (what the export dialog writes).
+    """
+    found: dict[str, Path] = {}
+    for stem in STEM_NAMES:
+        names = [f"{path.stem} - {stem}"] + ([stem] if path.stem.lower() == "mixture" else [])
+        for name in names:
+            match = next((path.with_name(name + ext) for ext in REFERENCE_EXTENSIONS
+                          if path.with_name(name + ext).is_file()), None)
+            if match is not None:
+                found[stem] = match
+                break
+        if stem not in found:
+            return None
+    return found
+
+
+def load_song(path: str | Path) -> Song:
+    """Load a song (and its references if present). Raises :class:`engine.errors.AudioLoadError`."""
+    audio = load_audio(path, samplerate=SAMPLERATE, n_channels=2)
+    mixture = np.ascontiguousarray(audio.samples, dtype=np.float32)
+    song = Song(Path(path), mixture, SAMPLERATE, None, list(audio.notes))
+    files = find_reference_files(Path(path))
+    if files:
+        refs = {}
+        for stem, file in files.items():
+            samples = load_audio(file, samplerate=SAMPLERATE, n_channels=2).samples
+            fitted = np.zeros_like(mixture)
+            n = min(samples.shape[1], mixture.shape[1])
+            fitted[:, :n] = samples[:, :n]
+            refs[stem] = fitted
+        song.references = refs
+    return song

@@ -1,0 +1,106 @@
+"""Spectrogram columns for display (numpy, no Qt): dB magnitudes on a frame grid sized for a whole song.
+
+Frame ``f`` is centred on sample ``f * hop_length``; samples outside the signal count as silence. The grid's hop
+grows with the song so that a whole song fits in at most ``max_frames`` columns (pyqtgraph then draws it fast).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: dB range shown (the image levels): quieter is black, louder saturates.
+DB_FLOOR = -100.0
+DB_CEILING = 0.0
+#: Lowest frequency of the log-frequency view.
+LOG_MIN_HZ = 30.0
+
+
+@dataclass(frozen=True)
+class SpectrogramGrid:
+    """Frame layout of one song's spectrograms (shared by the mixture and every stem)."""
+
+    samplerate: int
+    n_samples: int
+    n_fft: int
+    hop_length: int
+
+    @property
+    def n_frames(self) -> int:
+        return self.n_samples // self.hop_length + 1
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.n_samples / self.samplerate
+
+    def frames_complete_before(self, n_done: int) -> int:
+        """How many frames lie wholly inside samples ``[0, n_done)`` (all of them once the song is done)."""
+        if n_done >= self.n_samples:
+            return self.n_frames
+        return max(0, min(self.n_frames, (n_done - self.n_fft // 2) // self.hop_length + 1))
+
+
+def grid_for(n_samples: int, samplerate: int, max_frames: int = 3000, n_fft: int = 2048) -> SpectrogramGrid:
+    """A grid for a song of ``n_samples``: hop at least ``n_fft // 4``, at most ``max_frames`` frames."""
+    hop = max(n_fft // 4, math.ceil(max(1, n_samples) / max(1, max_frames - 1)))
+    return SpectrogramGrid(samplerate, n_samples, n_fft, hop)
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """``(n_channels, n_samples)`` -> ``(n_samples,)`` float32 mean of the channels."""
+    samples = np.asarray(samples, dtype=np.float32)
+    return samples.mean(axis=0) if samples.ndim == 2 else samples
+
+
+def compute_columns(
+    mono: np.ndarray, grid: SpectrogramGrid, first: int = 0, stop: int | None = None, batch: int = 256
+) -> np.ndarray:
+    """dB magnitude of frames ``[first, stop)``: ``(n_bins, n)`` float32, C-contiguous, finite.
+
+    0 dB is a full-scale sine; values are clipped to ``[DB_FLOOR, 0]``.
+    """
+    stop = grid.n_frames if stop is None else min(stop, grid.n_frames)
+    n = max(0, stop - first)
+    out = np.full((grid.n_bins, n), DB_FLOOR, dtype=np.float32)
+    if n == 0:
+        return out
+    window = np.hanning(grid.n_fft).astype(np.float32)
+    scale = 2.0 / float(window.sum())
+    half = grid.n_fft // 2
+    for b0 in range(0, n, batch):
+        b1 = min(n, b0 + batch)
+        starts = (np.arange(first + b0, first + b1) * grid.hop_length - half)[:, None]
+        index = starts + np.arange(grid.n_fft)[None, :]
+        valid = (index >= 0) & (index < mono.shape[0])
+        frames = np.where(valid, mono[np.clip(index, 0, max(0, mono.shape[0] - 1))], 0.0).astype(np.float32)
+        spectrum = np.abs(np.fft.rfft(frames * window, axis=1)) * scale
+        db = 20.0 * np.log10(np.maximum(spectrum, 1e-10))
+        out[:, b0:b1] = np.clip(db, DB_FLOOR, 0.0).T
+    return np.ascontiguousarray(out)
+
+
+def log_rows(grid: SpectrogramGrid, n_rows: int = 384) -> tuple[np.ndarray, float, float]:
+    """Bin index for each row of a log-frequency image, and its ``log10(Hz)`` range ``(bottom, top)``."""
+    nyquist = grid.samplerate / 2.0
+    bottom, top = math.log10(LOG_MIN_HZ), math.log10(nyquist)
+    freqs = 10.0 ** np.linspace(bottom, top, n_rows)
+    bins = np.clip(np.round(freqs / nyquist * (grid.n_bins - 1)).astype(np.int64), 0, grid.n_bins - 1)
+    return bins, bottom, top
+
+
+def magma_lut() -> np.ndarray:
+    """A 256-entry uint8 RGB colour map from black through purple and orange to pale yellow."""
+    stops = np.array([
+        [0.00, 0, 0, 4], [0.13, 28, 16, 68], [0.25, 79, 18, 123], [0.38, 129, 37, 129],
+        [0.50, 181, 54, 122], [0.63, 229, 80, 100], [0.75, 251, 135, 97], [0.88, 254, 194, 135],
+        [1.00, 252, 253, 191],
+    ], dtype=np.float64)
+    x = np.linspace(0.0, 1.0, 256)
+    lut = np.stack([np.interp(x, stops[:, 0], stops[:, k]) for k in (1, 2, 3)], axis=1)
+    return np.ascontiguousarray(np.round(lut).astype(np.uint8))

@@ -1,0 +1,49 @@
+"""The dark look: a Fusion palette, a small style sheet and one colour per stem."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+STEM_COLORS: dict[str, str] = {
+    "mixture": "#d8d8d8",
+    "vocals": "#ff6b9a",
+    "drums": "#ffb347",
+    "bass": "#5ad1ff",
+    "other": "#a98bff",
+    "master": "#e0e0e0",
+}
+
+STYLE_SHEET = """
+QToolBar { spacing: 4px; border: none; padding: 2px; }
+QToolButton { padding: 3px 8px; border-radius: 3px; }
+QToolButton:checked { background: #3a6ea5; }
+QDockWidget::title { padding: 4px; background: #24262c; }
+QPushButton#mute:checked { background: #d9534f; color: white; }
+QPushButton#solo:checked { background: #e6b800; color: black; }
+QPushButton#mute, QPushButton#solo { min-width: 24px; max-width: 30px; padding: 2px; font-weight: bold; }
+QStatusBar QLabel { padding: 0 6px; }
+QSlider::groove:vertical { width: 6px; background: #111; border-radius: 3px; }
+QSlider::handle:vertical { height: 22px; margin: 0 -9px; background: #c8c8c8; border-radius: 3px; }
+QSlider::sub-page:vertical { background: #111; }
+QSlider::add-page:vertical { background: #2f6f9f; border-radius: 3px; }
+"""
+
+
+def apply_dark_theme(app: QApplication) -> None:
+    """Fusion style with a dark palette."""
+    app.setStyle("Fusion")
+    palette = QPalette()
+    role = QPalette.ColorRole
+    for r, color in {
+        role.Window: "#1e1f24", role.WindowText: "#e6e6e6", role.Base: "#15161a", role.AlternateBase: "#25262c",
+        role.ToolTipBase: "#2b2d33", role.ToolTipText: "#e6e6e6", role.Text: "#e6e6e6", role.Button: "#2b2d33",
+        role.ButtonText: "#e6e6e6", role.BrightText: "#ff5555", role.Highlight: "#3a6ea5",
+        role.HighlightedText: "#ffffff", role.Link: "#5ad1ff", role.PlaceholderText: "#8a8a8a",
+    }.items():
+        palette.setColor(r, QColor(color))
+    palette.setColor(QPalette.ColorGroup.Disabled, role.Text, QColor("#6a6a6a"))
+    palette.setColor(QPalette.ColorGroup.Disabled, role.ButtonText, QColor("#6a6a6a"))
+    palette.setColor(QPalette.ColorGroup.Disabled, role.WindowText, QColor("#6a6a6a"))
+    app.setPalette(palette)
+    app.setStyleSheet(STYLE_SHEET)

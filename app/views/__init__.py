@@ -1,0 +1,1 @@
+"""Widgets of the main window: spectrogram lanes, channel strips, the mixer console."""

@@ -1,0 +1,328 @@
+"""Spectrogram lanes (pyqtgraph): the mixture and each stem, stacked, sharing one time axis.
+
+Each lane keeps its dB columns ``(n_bins, n_frames)`` and shows them through an ``ImageItem`` (row-major float32,
+explicit levels, a 256-entry colour map, ``setRect`` to seconds and Hz). Regions not separated yet are hatched and
+fill in as the separation worker proceeds. Left click seeks, left drag sets a loop region, the wheel zooms in time,
+right or middle drag scrolls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QGraphicsSimpleTextItem
+
+from app import spectrum
+from app.theme import STEM_COLORS
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+LINEAR_ROW_STEP = 2  # linear view shows every other bin (1025 -> 513 rows)
+
+
+def format_time(seconds: float) -> str:
+    """``"1:05"`` or ``"1:05.3"`` style labels for the time axis."""
+    seconds = max(0.0, seconds)
+    minutes, rest = divmod(seconds, 60.0)
+    return f"{int(minutes)}:{rest:04.1f}" if rest % 1 else f"{int(minutes)}:{int(rest):02d}"
+
+
+class TimeAxis(pg.AxisItem):
+    """Seconds shown as ``m:ss``."""
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+        return [format_time(v) for v in values]
+
+
+class FrequencyAxis(pg.AxisItem):
+    """Hz labels; in log mode the axis values are ``log10(Hz)``."""
+
+    LOG_TICKS = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.log_frequency = True
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:  # noqa: N802, N803
+        if not self.log_frequency:
+            return super().tickValues(minVal, maxVal, size)
+        ticks = [math.log10(f) for f in self.LOG_TICKS if minVal <= math.log10(f) <= maxVal]
+        return [(1.0, ticks)]
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+        out = []
+        for v in values:
+            hz = 10.0 ** v if self.log_frequency else v
+            out.append(f"{hz / 1000:g}k" if hz >= 1000 else f"{hz:.0f}")
+        return out
+
+
+class LaneViewBox(pg.ViewBox):
+    """A ViewBox where left click seeks, left drag draws a loop, right/middle drag scrolls in time."""
+
+    seek_requested = Signal(float)
+    loop_dragged = Signal(float, float, bool)  # start, stop (seconds), finished
+
+    def __init__(self) -> None:
+        super().__init__(enableMenu=False)
+        self.setMouseEnabled(x=True, y=False)
+
+    def mouseClickEvent(self, ev: object) -> None:  # noqa: N802
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.seek_requested.emit(float(self.mapSceneToView(ev.scenePos()).x()))
+        else:
+            super().mouseClickEvent(ev)
+
+    def mouseDragEvent(self, ev: object, axis: int | None = None) -> None:  # noqa: N802
+        ev.accept()
+        if ev.button() == Qt.MouseButton.LeftButton:
+            start = float(self.mapSceneToView(ev.buttonDownScenePos()).x())
+            here = float(self.mapSceneToView(ev.scenePos()).x())
+            self.loop_dragged.emit(min(start, here), max(start, here), bool(ev.isFinish()))
+            return
+        before = self.mapSceneToView(ev.lastScenePos()).x()
+        after = self.mapSceneToView(ev.scenePos()).x()
+        self.translateBy(x=before - after)
+
+
+class SpectrogramLane:
+    """One lane: a plot with its image, playhead, loop region and not-separated hatching."""
+
+    def __init__(self, name: str, title: str, bottom_axis: bool) -> None:
+        self.name = name
+        self.view = LaneViewBox()
+        self.freq_axis = FrequencyAxis("left")
+        axes = {"left": self.freq_axis, "bottom": TimeAxis("bottom")}
+        self.plot = pg.PlotItem(viewBox=self.view, axisItems=axes)
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        color = STEM_COLORS.get(name, "#cccccc")
+        self.plot.setLabel("left", f"<b>{title}</b>", color=color)
+        self.freq_axis.setWidth(62)
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
+        self.plot.getAxis("bottom").setStyle(showValues=bottom_axis)
+        if not bottom_axis:
+            self.plot.getAxis("bottom").setHeight(2)
+        self.image = pg.ImageItem()
+        self.image.setLookupTable(spectrum.magma_lut())
+        self.plot.addItem(self.image)
+        self.hatch = QGraphicsRectItem()
+        self.hatch.setBrush(QBrush(QColor(170, 170, 200, 150), Qt.BrushStyle.BDiagPattern))
+        self.hatch.setPen(QPen(Qt.PenStyle.NoPen))
+        self.hatch.setZValue(5)
+        self.plot.addItem(self.hatch)
+        # A plain Qt text item: pyqtgraph's TextItem in several plots crashed PySide 6.12 at interpreter exit.
+        self.hatch_text = QGraphicsSimpleTextItem("")
+        self.hatch_text.setBrush(QBrush(QColor("#e0e0f0")))
+        self.hatch_text.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        self.hatch_text.setZValue(6)
+        self.plot.addItem(self.hatch_text)
+        self.loop = pg.LinearRegionItem(brush=QColor(80, 200, 255, 45), pen=pg.mkPen("#4fc3f7", width=1))
+        self.loop.setZValue(8)
+        self.loop.hide()
+        self.plot.addItem(self.loop)
+        self.playhead = pg.InfiniteLine(0.0, angle=90, movable=False, pen=pg.mkPen("#ffffff", width=2))
+        self.playhead.setZValue(10)
+        self.plot.addItem(self.playhead)
+        self.data: np.ndarray | None = None
+
+    def set_hatch(self, start: float, stop: float, bottom: float, top: float, text: str) -> None:
+        """Hatch ``[start, stop)`` seconds (hidden when empty) with ``text`` in its middle."""
+        if stop <= start:
+            self.hatch.hide()
+            self.hatch_text.hide()
+            return
+        self.hatch.setRect(QRectF(start, bottom, stop - start, top - bottom))
+        self.hatch.show()
+        self.hatch_text.setText(f"  {text}" if text else "")
+        self.hatch_text.setPos(start, top)
+        self.hatch_text.setVisible(bool(text))
+
+
+class SpectrogramStack(pg.GraphicsLayoutWidget):
+    """The mixture lane above one lane per stem, x-linked; the window's central view."""
+
+    seek_requested = Signal(float)
+    loop_changed = Signal(float, float)  #: start, stop seconds (stop <= start clears it)
+
+    def __init__(self, stems: list[str] | tuple[str, ...], parent: object = None) -> None:
+        super().__init__(parent=parent)
+        self.setBackground("#15161a")
+        self.ci.layout.setSpacing(2)
+        self.ci.setContentsMargins(2, 4, 8, 2)
+        self.stems = list(stems)
+        names = ["mixture", *self.stems]
+        self.lanes: dict[str, SpectrogramLane] = {}
+        for row, name in enumerate(names):
+            lane = SpectrogramLane(name, name.capitalize(), bottom_axis=row == len(names) - 1)
+            self.addItem(lane.plot, row=row, col=0)
+            if row:
+                lane.plot.setXLink(self.lanes["mixture"].plot)
+            lane.view.seek_requested.connect(self._on_seek)
+            lane.view.loop_dragged.connect(self._on_loop_drag)
+            lane.loop.sigRegionChangeFinished.connect(self._on_region_moved)
+            self.lanes[name] = lane
+        self.grid: spectrum.SpectrogramGrid | None = None
+        self.log_frequency = True
+        hint = self.lanes["mixture"]
+        hint.view.setRange(xRange=(0.0, 1.0), yRange=(0.0, 1.0), padding=0.0)
+        hint.hatch_text.setText("Drop a song here, or use File › Open (Ctrl+O)")
+        hint.hatch_text.setPos(0.02, 0.6)
+        self._done_seconds = 0.0
+        self._hatch_text = ""
+        self._syncing = False
+
+    # -- data ------------------------------------------------------------------------------------------------------
+    def set_grid(self, grid: spectrum.SpectrogramGrid) -> None:
+        """Start a new song: every lane blank, stems hatched."""
+        self.grid = grid
+        for lane in self.lanes.values():
+            lane.data = np.full((grid.n_bins, grid.n_frames), spectrum.DB_FLOOR, dtype=np.float32)
+            lane.loop.hide()
+        self._done_seconds = 0.0
+        self._apply_axes()
+        self.zoom_to_fit()
+
+    def set_columns(self, name: str, first: int, columns: np.ndarray) -> None:
+        """Write dB columns ``(n_bins, n)`` of lane ``name`` starting at frame ``first`` and redraw it."""
+        lane = self.lanes.get(name)
+        if lane is None or lane.data is None or columns.shape[1] == 0:
+            return
+        stop = min(lane.data.shape[1], first + columns.shape[1])
+        lane.data[:, first:stop] = columns[:, : stop - first]
+        self._redraw(lane)
+
+    def clear_stems(self) -> None:
+        """Blank the stem lanes (before a new separation)."""
+        for name in self.stems:
+            lane = self.lanes[name]
+            if lane.data is not None:
+                lane.data.fill(spectrum.DB_FLOOR)
+                self._redraw(lane)
+        self.set_separated_until(0.0)
+
+    def set_separated_until(self, seconds: float, text: str | None = None) -> None:
+        """Hatch the stem lanes from ``seconds`` to the end (the part not separated yet)."""
+        self._done_seconds = seconds
+        if text is not None:
+            self._hatch_text = text
+        if self.grid is None:
+            return
+        bottom, top = self._y_range()
+        end = self.grid.duration_seconds
+        for name in self.stems:
+            self.lanes[name].set_hatch(seconds, end, bottom, top, self._hatch_text)
+
+    def _y_range(self) -> tuple[float, float]:
+        assert self.grid is not None
+        if self.log_frequency:
+            _, bottom, top = spectrum.log_rows(self.grid)
+            return bottom, top
+        return 0.0, self.grid.samplerate / 2.0
+
+    def _redraw(self, lane: SpectrogramLane) -> None:
+        if lane.data is None or self.grid is None:
+            return
+        if self.log_frequency:
+            rows, _, _ = spectrum.log_rows(self.grid)
+            image = lane.data[rows]
+        else:
+            image = lane.data[::LINEAR_ROW_STEP]
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        lane.image.setImage(image, autoLevels=False, levels=(spectrum.DB_FLOOR, spectrum.DB_CEILING),
+                            autoDownsample=True)
+        bottom, top = self._y_range()
+        lane.image.setRect(QRectF(0.0, bottom, self.grid.duration_seconds, top - bottom))
+
+    def _apply_axes(self) -> None:
+        if self.grid is None:
+            return
+        bottom, top = self._y_range()
+        for lane in self.lanes.values():
+            lane.freq_axis.log_frequency = self.log_frequency
+            lane.view.setLimits(xMin=0.0, xMax=self.grid.duration_seconds, yMin=bottom, yMax=top,
+                                minXRange=0.05)
+            lane.view.setYRange(bottom, top, padding=0.0)
+            self._redraw(lane)
+            lane.freq_axis.picture = None
+            lane.freq_axis.update()
+        self.set_separated_until(self._done_seconds)
+
+    def set_log_frequency(self, on: bool) -> None:
+        self.log_frequency = bool(on)
+        self._apply_axes()
+
+    # -- view ------------------------------------------------------------------------------------------------------
+    def zoom_to_fit(self) -> None:
+        if self.grid is not None:
+            self.lanes["mixture"].view.setXRange(0.0, self.grid.duration_seconds, padding=0.0)
+
+    def zoom(self, factor: float) -> None:
+        """Zoom in time around the centre of the view (factor < 1 zooms in)."""
+        view = self.lanes["mixture"].view
+        (x0, x1), _ = view.viewRange()
+        centre, half = (x0 + x1) / 2.0, (x1 - x0) / 2.0 * factor
+        view.setXRange(centre - half, centre + half, padding=0.0)
+
+    def visible_range(self) -> tuple[float, float]:
+        (x0, x1), _ = self.lanes["mixture"].view.viewRange()
+        return float(x0), float(x1)
+
+    def set_playhead(self, seconds: float, follow: bool = False) -> None:
+        for lane in self.lanes.values():
+            lane.playhead.setValue(seconds)
+        if follow:
+            x0, x1 = self.visible_range()
+            if not x0 <= seconds <= x1:
+                width = x1 - x0
+                self.lanes["mixture"].view.setXRange(seconds - 0.1 * width, seconds + 0.9 * width, padding=0.0)
+
+    def playhead_seconds(self) -> float:
+        return float(self.lanes["mixture"].playhead.value())
+
+    # -- loop ------------------------------------------------------------------------------------------------------
+    def set_loop(self, start: float | None, stop: float | None) -> None:
+        """Show (or with None, hide) the loop region on every lane, without emitting :attr:`loop_changed`."""
+        self._syncing = True
+        try:
+            for lane in self.lanes.values():
+                if start is None or stop is None or stop <= start:
+                    lane.loop.hide()
+                else:
+                    lane.loop.setRegion((start, stop))
+                    lane.loop.show()
+        finally:
+            self._syncing = False
+
+    def loop_region(self) -> tuple[float, float] | None:
+        lane = self.lanes["mixture"]
+        if not lane.loop.isVisible():
+            return None
+        start, stop = lane.loop.getRegion()
+        return float(start), float(stop)
+
+    def _on_seek(self, seconds: float) -> None:
+        if self.grid is not None:
+            self.seek_requested.emit(min(max(0.0, seconds), self.grid.duration_seconds))
+
+    def _on_loop_drag(self, start: float, stop: float, finished: bool) -> None:
+        if self.grid is None:
+            return
+        start = max(0.0, start)
+        stop = min(self.grid.duration_seconds, stop)
+        self.set_loop(start, stop)
+        if finished:
+            self.loop_changed.emit(start, stop)
+
+    def _on_region_moved(self, region: pg.LinearRegionItem) -> None:
+        if self._syncing:
+            return
+        start, stop = region.getRegion()
+        self.set_loop(start, stop)
+        self.loop_changed.emit(float(start), float(stop))
