@@ -250,13 +250,13 @@ class ExportWorker(Worker):
         self.format, self.bit_depth, self.block = format, bit_depth, block
 
     def work(self) -> list[Path]:
-        from engine.audio.stream_writer import StreamingAudioWriter
+        from engine.audio import AudioFileWriter
 
         written: list[Path] = []
         n_samples = self.stems.shape[-1]
         total = max(1, len(self.jobs) * n_samples)
         for index, job in enumerate(self.jobs):
-            writer = StreamingAudioWriter(job.path, self.samplerate, 2, format=self.format, bit_depth=self.bit_depth)
+            writer = AudioFileWriter(job.path, self.samplerate, 2, format=self.format, bit_depth=self.bit_depth)
             try:
                 for start in range(0, n_samples, self.block):
                     self.check_cancel()

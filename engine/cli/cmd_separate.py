@@ -7,8 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.audio import load_audio
-from engine.audio.stream_writer import StreamingAudioWriter
+from engine.audio import AudioFileWriter, load_audio
 from engine.cli.progress import ProgressBar
 from engine.errors import AudioLoadError, ShotokuError
 from engine.separation.apply import Progress
@@ -116,13 +115,13 @@ def separate_file(
     def progress(p: Progress) -> None:
         bar.update(p.fraction, f"chunk {p.done_chunks}/{p.n_chunks}")
 
-    writers: dict[str, StreamingAudioWriter] = {}
+    writers: dict[str, AudioFileWriter] = {}
     try:
         for stems, mix_block in separator.iter_stems(audio.samples, audio.samplerate, progress, None, references):
             outputs = select_outputs(stems, mix_block, separator.sources, wanted, two_stems)
             for name, block in outputs.items():
                 if name not in writers:
-                    writers[name] = StreamingAudioWriter(
+                    writers[name] = AudioFileWriter(
                         target_dir / f"{name}.{fmt}", audio.samplerate, block.shape[0], format=fmt,
                         bit_depth=bit_depth,
                     )
