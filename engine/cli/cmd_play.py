@@ -1,0 +1,132 @@
+"""``shotoku play FILE``: play a live remix through PortAudio while the song separates in the background.
+
+Example: ``shotoku play song.flac --gain vocals=-inf --gain drums=+3 --pan bass=-0.5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+from engine.errors import PlaybackError
+
+
+def _stem_value(text: str) -> tuple[str, float]:
+    stem, sep, value = text.partition("=")
+    if not sep or not stem:
+        raise argparse.ArgumentTypeError(f"expected STEM=VALUE, got {text!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number (use -inf to silence a stem)") from None
+    if math.isnan(number):
+        raise argparse.ArgumentTypeError("NaN is not a gain")
+    return stem.strip(), number
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``play``."""
+    p = subparsers.add_parser(
+        "play", help="play a song as a live remix of its stems",
+        description="Play FILE at once; stems separate in the background (cached on disk) and the remix settings "
+        "apply to each part of the song as soon as it is separated.",
+    )
+    p.add_argument("file", nargs="?", help="audio file to play")
+    p.add_argument("--model", help="separation model (default: the default model)")
+    p.add_argument("--gain", action="append", type=_stem_value, default=[], metavar="STEM=DB",
+                   help="stem gain in dB, -inf silences it (repeatable), e.g. --gain vocals=-inf")
+    p.add_argument("--pan", action="append", type=_stem_value, default=[], metavar="STEM=PAN",
+                   help="stem balance from -1 (left) to 1 (right) (repeatable)")
+    p.add_argument("--mute", action="append", default=[], metavar="STEM", help="mute a stem (repeatable)")
+    p.add_argument("--solo", action="append", default=[], metavar="STEM", help="solo a stem (repeatable)")
+    p.add_argument("--master", type=float, default=0.0, metavar="DB", help="master gain in dB (default 0)")
+    p.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start position")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--loop", nargs=2, type=float, metavar=("A", "B"), help="loop from A to B seconds")
+    p.add_argument("--device", help="output device index or name fragment (default: the system default)")
+    p.add_argument("--latency", choices=("robust", "low"), default="robust", help="output latency preset")
+    p.add_argument("--threads", type=int, default=None, help="separation threads (default: cores - 1)")
+    p.add_argument("--list-devices", action="store_true", help="list output devices and exit")
+    p.set_defaults(run=run)
+
+
+def _list_devices() -> int:
+    from engine.playback.stream import backend_error, list_output_devices
+
+    if backend_error():
+        raise PlaybackError(backend_error() or "")
+    devices = list_output_devices()
+    if not devices:
+        print("no audio output devices found")
+        return 1
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        print(f"{mark} {d.index:3d}  {d.name}  ({d.hostapi}, {d.max_output_channels} ch, {d.default_samplerate} Hz)")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Play until the song (or ``--duration``) ends; Ctrl-C stops."""
+    if args.list_devices:
+        return _list_devices()
+    if not args.file:
+        print("shotoku play: error: FILE is required (or --list-devices)", file=sys.stderr)
+        return 2
+    from engine.playback.session import PlaybackSession, SessionState
+
+    session = PlaybackSession(model=args.model, device=args.device, latency=args.latency,
+                              worker_threads=args.threads)
+    try:
+        if session.state == SessionState.NO_OUTPUT:
+            raise PlaybackError(session.message or "no audio output")
+        session.open(args.file, play=False)
+        try:
+            for stem, db in args.gain:
+                session.set_gain_db(stem, db)
+            for stem, pan in args.pan:
+                session.set_pan(stem, pan)
+            for stem in args.mute:
+                session.set_mute(stem, True)
+            for stem in args.solo:
+                session.set_solo(stem, True)
+        except ValueError as err:
+            print(f"shotoku play: error: {err}", file=sys.stderr)
+            return 2
+        session.set_master_gain_db(args.master)
+        if args.loop:
+            session.set_loop(*args.loop)
+        if args.start:
+            session.seek(args.start)
+        session.play()
+        started = time.monotonic()
+        tty = sys.stderr.isatty()
+        last_line = 0.0
+        while True:
+            time.sleep(0.1)
+            state = session.state
+            if state in (SessionState.DEVICE_LOST, SessionState.NO_OUTPUT):
+                raise PlaybackError(session.message or "audio output lost")
+            if state == SessionState.STOPPED:
+                break
+            if args.duration is not None and time.monotonic() - started >= args.duration:
+                break
+            now = time.monotonic()
+            if now - last_line >= (0.25 if tty else 5.0):
+                last_line = now
+                line = (f"{session.title}  {_clock(session.position_seconds)} / {_clock(session.duration_seconds)}"
+                        f"  separated {100 * session.separated_fraction:3.0f}%  underruns {session.underruns}")
+                sys.stderr.write(("\r" + line) if tty else (line + "\n"))
+                sys.stderr.flush()
+        if tty:
+            sys.stderr.write("\n")
+        if session.message:
+            print(f"shotoku play: {session.message}", file=sys.stderr)
+        return 0
+    finally:
+        session.close()
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"

@@ -1,0 +1,488 @@
+"""The real-time mixing kernel: the body of the audio callback, and the control values it reads.
+
+:class:`Mixer` owns every buffer the callback touches, allocated once in ``__init__``. :meth:`Mixer.render` fills
+one output block ``(n_frames, n_out_channels)``: it allocates no array, takes no lock, logs nothing and never
+touches torch. Control values (stem gains, master gain, transport requests) are plain attributes and small arrays
+that the control side writes and the callback reads once per block; every change is ramped across the block, so
+nothing jumps (Mixxx's rule: a jump clicks).
+
+Signal flow for one block, per sample ``t``::
+
+    stems_sum[c, t] = sum_s gain[s, c](t) * stems[s, c, pos + t]        # only over separated regions
+    mix[c, t]       = mixture[c, pos + t] + w(t) * (stems_sum[c, t] - mixture[c, pos + t])
+    out[t, c]       = soft_clip(limiter(t) * master(t) * fade(t) * loop_env(t) * mix[c, t])
+
+``w`` is the "separated" weight: it moves from 0 (original mixture) to 1 (stems) over ``fade_frames`` once every
+region the next two blocks touch is ready, and back before the play position reaches a region that is not.
+``fade`` is the transport fade: pause, stop and seek fade out before the position changes and fade in after.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Stereo is the internal bus width: stems and mixture are ``(2, n_samples)`` per source.
+BUS_CHANNELS = 2
+
+
+class MixerSource:
+    """The audio one song plays from, at the output sample rate.
+
+    Args:
+        mixture: ``(2, n_samples)`` float32, the original song.
+        stems: ``(n_stems, 2, n_samples)`` float32 (may be a ``numpy.memmap``), or None before any separation.
+            Samples of regions that are not ready are never heard, whatever they hold.
+        ready: ``(n_regions,)`` uint8, 1 where region ``k`` (samples ``[k * region_frames, (k+1) * region_frames)``)
+            of ``stems`` is final. The separation worker flips entries from 0 to 1 while the song plays.
+        region_frames: region length in samples.
+    """
+
+    __slots__ = ("mixture", "stems", "ready", "region_frames", "n_frames", "n_regions")
+
+    def __init__(
+        self, mixture: np.ndarray, stems: np.ndarray | None, ready: np.ndarray | None, region_frames: int
+    ) -> None:
+        if mixture.ndim != 2 or mixture.shape[0] != BUS_CHANNELS or mixture.dtype != np.float32:
+            raise ValueError(f"mixture must be float32 (2, n_samples), got {mixture.dtype} {mixture.shape}")
+        self.mixture = mixture
+        self.n_frames = int(mixture.shape[1])
+        self.region_frames = max(1, int(region_frames))
+        self.n_regions = max(1, -(-self.n_frames // self.region_frames))
+        if stems is not None:
+            if stems.ndim != 3 or stems.shape[1:] != mixture.shape or stems.dtype != np.float32:
+                raise ValueError(f"stems must be float32 (n_stems, 2, {self.n_frames}), got {stems.dtype} {stems.shape}")
+            if ready is None:
+                ready = np.zeros(self.n_regions, dtype=np.uint8)
+            if ready.shape != (self.n_regions,):
+                raise ValueError(f"ready must have shape ({self.n_regions},), got {ready.shape}")
+        self.stems = stems
+        self.ready = ready
+
+
+def _towards(value: float, target: float, step: float) -> float:
+    """``value`` moved towards ``target`` by at most ``step``."""
+    if value < target:
+        return min(target, value + step)
+    return max(target, value - step)
+
+
+class Mixer:
+    """Preallocated real-time mixer for ``n_stems`` stereo stems into ``n_out_channels`` output channels.
+
+    Control side (any thread): :meth:`set_stem_gains`, :attr:`master_target`, :meth:`set_source`,
+    :meth:`request_play`, :meth:`request_pause`, :meth:`request_seek`, :meth:`set_loop`. Callback side:
+    :meth:`render`. Published by the callback (read them from a timer): :attr:`position`, :attr:`levels`,
+    :attr:`out_level`, :attr:`blocks`, :attr:`starved_blocks`, :attr:`at_end`, :attr:`separated_weight`.
+
+    Args:
+        n_stems: number of stems.
+        n_out_channels: channels of the output block (1: mono downmix; 2: stereo; more: the rest are silent).
+        max_block: the largest block :meth:`render` fills (larger blocks are zero-filled and counted as starved).
+        fade_frames: length of the transport fade and of the original-to-stems cross-fade, in frames.
+        ceiling: the limiter keeps the output peak at or below this (linear).
+        release_seconds: limiter release time (from full reduction back to unity).
+        samplerate: output sample rate (for the limiter release).
+    """
+
+    def __init__(
+        self,
+        n_stems: int,
+        n_out_channels: int = 2,
+        max_block: int = 8192,
+        fade_frames: int = 512,
+        ceiling: float = 0.98,
+        release_seconds: float = 0.3,
+        samplerate: int = 44100,
+    ) -> None:
+        if n_stems < 1 or n_out_channels < 1 or max_block < 1:
+            raise ValueError("n_stems, n_out_channels and max_block must be positive")
+        self.n_stems = n_stems
+        self.n_out_channels = n_out_channels
+        self.max_block = max_block
+        self.fade_frames = max(1, int(fade_frames))
+        self.ceiling = float(ceiling)
+        self.clip_threshold = 0.9 * self.ceiling
+        self.release_per_frame = 1.0 / max(1.0, release_seconds * samplerate)
+        f32 = np.float32
+        # --- control values (written by the control side, read once per block) ---
+        self.target_gain = np.ones((n_stems, BUS_CHANNELS), dtype=f32)  #: linear, mute/solo/pan resolved
+        self.master_target = 1.0  #: linear master gain
+        self._source: MixerSource | None = None
+        self._generation = 0
+        self._playing = False
+        self._seek: tuple[int, int] = (0, 0)  # (request number, frame)
+        self._loop: tuple[int, int] | None = None
+        # --- callback state ---
+        self._gain_prev = np.ones((n_stems, BUS_CHANNELS), dtype=f32)
+        self._gain_cur = np.ones((n_stems, BUS_CHANNELS), dtype=f32)
+        self._gain_delta = np.zeros((n_stems, BUS_CHANNELS), dtype=f32)
+        self._master_prev = 1.0
+        self._fade_prev = 0.0
+        self._w_prev = 0.0
+        self._limit_prev = 1.0
+        self._seek_done = 0
+        self._loop_wrapped = False
+        # --- scratch buffers ---
+        self._index = np.arange(max_block, dtype=f32)
+        self._ramp = np.zeros(max_block, dtype=f32)
+        self._bus = np.zeros((BUS_CHANNELS, max_block), dtype=f32)
+        self._abs = np.zeros((BUS_CHANNELS, max_block), dtype=f32)
+        self._excess = np.zeros((BUS_CHANNELS, max_block), dtype=f32)
+        self._env = np.zeros(max_block, dtype=f32)
+        self._tmp = np.zeros(max_block, dtype=f32)
+        self._wramp = np.zeros(max_block, dtype=f32)
+        self._block_peak = np.zeros(n_stems, dtype=f32)
+        self._loopenv = np.ones(max_block, dtype=f32)
+        self._scalar = np.zeros((), dtype=f32)
+        # --- published by the callback ---
+        self.position = 0  #: next frame to play (output-rate samples)
+        self.levels = np.zeros(n_stems, dtype=f32)  #: per-stem peak of the last block, after gain
+        self.out_level = 0.0  #: output peak of the last block, after the limiter
+        self.limiter_gain = 1.0  #: the limiter's gain at the end of the last block
+        self.separated_weight = 0.0  #: 0: original mixture audible, 1: stems audible
+        self.blocks = 0  #: blocks rendered
+        self.frames_rendered = 0  #: frames of every block rendered (silent ones too)
+        self.starved_blocks = 0  #: blocks zero-filled because there was nothing to play
+        self.at_end = False  #: True once the song ran out (not looping); cleared by play/seek
+
+    # ------------------------------------------------------------------ control side
+    def set_source(self, source: MixerSource | None) -> None:
+        """Play from ``source`` (stops playback and rewinds; the callback picks it up on its next block)."""
+        if source is not None and source.stems is not None and source.stems.shape[0] != self.n_stems:
+            raise ValueError(f"source has {source.stems.shape[0]} stems, mixer has {self.n_stems}")
+        self._generation += 1  # a block being rendered from the old source must not write its state back
+        self._playing = False
+        self._source = None
+        self._fade_prev = 0.0
+        self._w_prev = 0.0
+        self.position = 0
+        self._seek_done = self._seek[0]
+        self._loop = None
+        self.at_end = False
+        self._source = source
+
+    def swap_source(self, source: MixerSource) -> None:
+        """Replace the source by another of the same song (same length): position and transport carry on."""
+        current = self._source
+        if current is None or current.n_frames != source.n_frames:
+            raise ValueError("swap_source needs a source of the same length as the current one")
+        if source.stems is not None and source.stems.shape[0] != self.n_stems:
+            raise ValueError(f"source has {source.stems.shape[0]} stems, mixer has {self.n_stems}")
+        self._source = source
+
+    @property
+    def source(self) -> MixerSource | None:
+        return self._source
+
+    def set_stem_gains(self, gains: np.ndarray) -> None:
+        """Set the effective linear gain of every stem on each bus channel, ``(n_stems, 2)``."""
+        np.copyto(self.target_gain, np.asarray(gains, dtype=np.float32))
+
+    def request_play(self) -> None:
+        """Start or resume playing (fades in)."""
+        self.at_end = False
+        self._playing = True
+
+    def request_pause(self) -> None:
+        """Pause (fades out, keeps the position)."""
+        self._playing = False
+
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    def request_seek(self, frame: int) -> None:
+        """Jump to ``frame``: the current sound fades out, the position changes, the new one fades in."""
+        src = self._source
+        limit = src.n_frames if src is not None else 0
+        frame = int(min(max(0, frame), max(0, limit)))
+        self.at_end = False
+        self._seek = (self._seek[0] + 1, frame)
+
+    @property
+    def seek_pending(self) -> int | None:
+        """The frame of a seek the callback has not carried out yet, else None."""
+        number, frame = self._seek
+        return frame if number != self._seek_done else None
+
+    def set_loop(self, start: int | None, stop: int | None) -> None:
+        """Loop ``[start, stop)`` in frames (None clears it). Crossing ``stop`` jumps to ``start``, with short fades."""
+        if start is None or stop is None:
+            self._loop = None
+            return
+        start, stop = int(start), int(stop)
+        if stop - start < 2 * 64:
+            raise ValueError("a loop must be at least 128 frames long")
+        self._loop = (max(0, start), stop)
+
+    @property
+    def loop(self) -> tuple[int, int] | None:
+        return self._loop
+
+    # ------------------------------------------------------------------ callback side
+    def render(self, out: np.ndarray) -> None:
+        """Fill ``out`` ``(n_frames, n_out_channels)`` float32 with the next block. Real-time safe."""
+        n = out.shape[0]
+        self.blocks += 1
+        self.frames_rendered += n
+        generation = self._generation
+        src = self._source
+        if src is None or n > self.max_block or n == 0:
+            out.fill(0.0)
+            self.starved_blocks += 1
+            self.levels.fill(0.0)
+            self.out_level = 0.0
+            return
+        # Transport: a pending seek happens once the sound has faded out.
+        number, seek_frame = self._seek
+        pending = number != self._seek_done
+        if pending and self._fade_prev == 0.0:
+            self.position = seek_frame
+            self._seek_done = number
+            self._loop_wrapped = False
+            pending = False
+        fade_target = 1.0 if (self._playing and not pending) else 0.0
+        if self._fade_prev == 0.0 and fade_target == 0.0:
+            out.fill(0.0)
+            self.levels.fill(0.0)
+            self.out_level = 0.0
+            np.copyto(self._gain_prev, self.target_gain)
+            self._master_prev = self.master_target
+            return
+        fade_next = _towards(self._fade_prev, fade_target, n / self.fade_frames)
+
+        ramp = self._ramp[:n]
+        np.multiply(self._index[:n], 1.0 / n, out=ramp)
+        np.add(ramp, 1.0 / n, out=ramp)  # ramp[t] = (t + 1) / n: reaches the target on the last sample
+
+        # Gains: snapshot the control values once, ramp from the previous block's values.
+        np.copyto(self._gain_cur, self.target_gain)
+        np.subtract(self._gain_cur, self._gain_prev, out=self._gain_delta)
+        w_target = self._stems_ready(src, self.position, 2 * n)
+        w_next = _towards(self._w_prev, w_target, n / self.fade_frames)
+        wramp = self._wramp[:n]
+        np.multiply(ramp, w_next - self._w_prev, out=wramp)
+        np.add(wramp, self._w_prev, out=wramp)
+
+        if src.stems is None or (self._w_prev == 0.0 and w_next == 0.0):
+            mode = 0  # original mixture only
+        elif self._w_prev == 1.0 and w_next == 1.0:
+            mode = 1  # stems only
+        else:
+            mode = 2  # cross-fade
+        self._block_peak.fill(0.0)
+        pos = self.position
+        offset = 0
+        loop = self._loop
+        env_loop = False
+        if loop is not None:
+            self._loopenv[:n].fill(1.0)
+        while offset < n:
+            end = src.n_frames
+            if loop is not None and pos < loop[1]:
+                end = min(end, loop[1])
+            count = min(n - offset, end - pos)
+            if count <= 0:
+                self._bus[:, offset:n].fill(0.0)
+                self._playing = False
+                self.at_end = True
+                break
+            self._render_segment(src, mode, pos, offset, count)
+            if loop is not None and self._loop_envelope(loop, pos, offset, count):
+                env_loop = True
+            pos += count
+            offset += count
+            if loop is not None and pos == loop[1]:
+                pos = loop[0]
+                self._loop_wrapped = True
+        self._finish(out, n, fade_next, env_loop)
+        if generation != self._generation:  # set_source() ran meanwhile: its reset state wins
+            return
+        self.position = pos
+        np.copyto(self._gain_prev, self._gain_cur)
+        self._fade_prev = fade_next
+        self._w_prev = w_next
+        self.separated_weight = w_next
+        np.copyto(self.levels, self._block_peak)
+
+    def _stems_ready(self, src: MixerSource, pos: int, span: int) -> float:
+        """1.0 if the stems of every region in ``[pos, pos + span)`` (and the loop start, if near) are ready."""
+        ready = src.ready
+        if src.stems is None or ready is None:
+            return 0.0
+        first = pos // src.region_frames
+        last = min(src.n_regions - 1, (pos + span - 1) // src.region_frames)
+        for k in range(first, last + 1):
+            if not ready[k]:
+                return 0.0
+        loop = self._loop
+        if loop is not None and pos < loop[1] <= pos + span:
+            first = loop[0] // src.region_frames
+            last = min(src.n_regions - 1, (loop[0] + span - 1) // src.region_frames)
+            for k in range(first, last + 1):
+                if not ready[k]:
+                    return 0.0
+        return 1.0
+
+    def _render_segment(self, src: MixerSource, mode: int, pos: int, offset: int, count: int) -> None:
+        """Mix frames ``[pos, pos + count)`` of ``src`` into ``self._bus[:, offset:offset + count]``.
+
+        Works row by row on 1-D contiguous slices: numpy's strided/multi-axis paths allocate iterator buffers.
+        """
+        stop = offset + count
+        ramp = self._ramp[offset:stop]
+        gain = self._tmp[:count]
+        prod = self._excess[0, :count]
+        for c in range(BUS_CHANNELS):
+            bus = self._bus[c, offset:stop]
+            mixture = src.mixture[c, pos:pos + count]
+            if mode == 0:
+                np.copyto(bus, mixture)
+                continue
+            bus.fill(0.0)
+            for s in range(self.n_stems):
+                delta = self._gain_delta[s, c]
+                x = src.stems[s, c, pos:pos + count]
+                if delta == 0.0:
+                    np.multiply(x, self._gain_prev[s, c], out=prod)
+                else:
+                    np.multiply(ramp, delta, out=gain)
+                    np.add(gain, self._gain_prev[s, c], out=gain)
+                    np.multiply(x, gain, out=prod)
+                np.add(bus, prod, out=bus)
+                np.abs(prod, out=prod)
+                np.max(prod, out=self._scalar)
+                if self._scalar > self._block_peak[s]:
+                    self._block_peak[s] = self._scalar
+            if mode == 2:  # bus = mixture + w * (stems_sum - mixture)
+                np.subtract(bus, mixture, out=bus)
+                np.multiply(bus, self._wramp[offset:stop], out=bus)
+                np.add(bus, mixture, out=bus)
+
+    def _loop_envelope(self, loop: tuple[int, int], pos: int, offset: int, count: int) -> bool:
+        """Write the loop's fade-out before B and fade-in after A into ``_loopenv``; True if any sample < 1."""
+        a, b = loop
+        fade = max(1, min(self.fade_frames // 2, (b - a) // 4))
+        touched = False
+        if pos < b and pos + count > b - fade:  # fade-out: env = (b - p) / fade
+            tmp = self._tmp[:count]
+            np.multiply(self._index[:count], -1.0 / fade, out=tmp)
+            np.add(tmp, (b - pos) / fade, out=tmp)
+            np.minimum(tmp, 1.0, out=tmp)
+            np.multiply(self._loopenv[offset:offset + count], tmp, out=self._loopenv[offset:offset + count])
+            touched = True
+        if self._loop_wrapped:
+            if pos >= a + fade or pos < a:
+                self._loop_wrapped = False
+            else:  # fade-in: env = (p - a + 1) / fade
+                tmp = self._tmp[:count]
+                np.multiply(self._index[:count], 1.0 / fade, out=tmp)
+                np.add(tmp, (pos - a + 1) / fade, out=tmp)
+                np.minimum(tmp, 1.0, out=tmp)
+                np.multiply(self._loopenv[offset:offset + count], tmp, out=self._loopenv[offset:offset + count])
+                touched = True
+        return touched
+
+    def _finish(self, out: np.ndarray, n: int, fade_next: float, env_loop: bool) -> None:
+        """Master gain, transport fade, loop envelope, limiter and soft clip on ``_bus``; copy into ``out``."""
+        ramp = self._ramp[:n]
+        env = self._env[:n]
+        tmp = self._tmp[:n]
+        bus = self._bus[:, :n]
+        master_next = self.master_target
+        np.multiply(ramp, master_next - self._master_prev, out=env)
+        np.add(env, self._master_prev, out=env)
+        self._master_prev = master_next
+        if self._fade_prev != 1.0 or fade_next != 1.0:
+            np.multiply(ramp, fade_next - self._fade_prev, out=tmp)
+            np.add(tmp, self._fade_prev, out=tmp)
+            np.multiply(env, tmp, out=env)
+        if env_loop:
+            np.multiply(env, self._loopenv[:n], out=env)
+        peak = 0.0
+        for c in range(BUS_CHANNELS):
+            row = bus[c]
+            np.multiply(row, env, out=row)
+            np.abs(row, out=self._abs[c, :n])
+            np.max(self._abs[c, :n], out=self._scalar)
+            if self._scalar > peak:
+                peak = float(self._scalar)
+        # Limiter: block peak -> the gain that brings it under the ceiling, ramped; slow release.
+        need = self.ceiling / peak if peak > self.ceiling else 1.0
+        prev = self._limit_prev
+        lim_next = need if need < prev else min(need, prev + self.release_per_frame * n)
+        if prev != 1.0 or lim_next != 1.0:
+            np.multiply(ramp, lim_next - prev, out=tmp)
+            np.add(tmp, prev, out=tmp)
+            for c in range(BUS_CHANNELS):
+                np.multiply(bus[c], tmp, out=bus[c])
+        self._limit_prev = lim_next
+        self.limiter_gain = lim_next
+        level = peak * max(prev, lim_next)
+        if level > self.clip_threshold:
+            for c in range(BUS_CHANNELS):
+                self._soft_clip(bus[c], self._abs[c, :n], self._excess[c, :n])
+            level = min(level, self.ceiling)
+        self.out_level = level
+        n_out = self.n_out_channels
+        if n_out == 1:
+            np.add(bus[0], bus[1], out=tmp)
+            np.multiply(tmp, 0.5, out=out[:, 0])
+        else:
+            for c in range(BUS_CHANNELS):
+                np.copyto(out[:, c], bus[c])
+            if n_out > BUS_CHANNELS:
+                out[:, BUS_CHANNELS:].fill(0.0)
+
+    def _soft_clip(self, row: np.ndarray, absrow: np.ndarray, excess: np.ndarray) -> None:
+        """Above ``clip_threshold`` t, map ``|x|`` to ``t + (c - t) * tanh((|x| - t) / (c - t))`` (< ceiling c).
+
+        ``row``, ``absrow``, ``excess``: ``(n_frames,)`` contiguous; ``row`` is clipped in place.
+        """
+        t = self.clip_threshold
+        knee = self.ceiling - t
+        np.abs(row, out=absrow)
+        np.subtract(absrow, t, out=excess)
+        np.maximum(excess, 0.0, out=excess)
+        np.multiply(excess, 1.0 / knee, out=excess)
+        np.tanh(excess, out=excess)
+        np.multiply(excess, knee, out=excess)
+        np.minimum(absrow, t, out=absrow)
+        np.add(absrow, excess, out=absrow)
+        np.copysign(absrow, row, out=row)
+
+
+def db_to_gain(db: float) -> float:
+    """Decibels to a linear gain; ``-inf`` (or anything at or below -120 dB) is silence."""
+    if math.isinf(db) and db < 0 or db <= -120.0:
+        return 0.0
+    return float(10.0 ** (db / 20.0))
+
+
+def resolve_gains(
+    gains_db: np.ndarray, mutes: np.ndarray, solos: np.ndarray, pans: np.ndarray
+) -> np.ndarray:
+    """Effective linear gains ``(n_stems, 2)`` from the mixer strip controls.
+
+    Args:
+        gains_db: ``(n_stems,)`` fader positions in dB (``-inf`` allowed).
+        mutes, solos: ``(n_stems,)`` bools. If any stem is soloed, only soloed stems sound; a muted stem is
+            silent even when soloed.
+        pans: ``(n_stems,)`` in ``[-1, 1]`` (left to right), a stereo balance: the far side is attenuated
+            with a constant-power law, the near side stays at unity (centre is unity on both sides).
+    """
+    n_stems = len(gains_db)
+    out = np.zeros((n_stems, BUS_CHANNELS), dtype=np.float32)
+    any_solo = bool(np.any(solos))
+    for s in range(n_stems):
+        if mutes[s] or (any_solo and not solos[s]):
+            continue
+        g = db_to_gain(float(gains_db[s]))
+        p = float(np.clip(pans[s], -1.0, 1.0))
+        left = math.cos(0.5 * math.pi * max(0.0, p)) if p > 0 else 1.0
+        right = math.cos(0.5 * math.pi * max(0.0, -p)) if p < 0 else 1.0
+        out[s, 0] = g * left
+        out[s, 1] = g * right
+    return out

@@ -1,0 +1,148 @@
+"""Integration: real PortAudio streams on JACK's dummy driver (started and stopped here, by PID).
+
+jackd2 must be installed (CI's set-up installs it). Without it these tests fail saying so; set
+``SHOTOKU_ALLOW_NO_JACK=1`` to skip them instead on a machine that cannot have JACK.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engine.audio import Audio
+from engine.playback.session import PlaybackSession, SessionState
+from engine.separation.cache import StemCache
+from engine.separation.registry import build_model
+from tests.engine.jack import JACK_RATE, jack_missing_reason, jack_server
+
+pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def jack_tools() -> None:
+    reason = jack_missing_reason()
+    if reason:
+        if os.environ.get("SHOTOKU_ALLOW_NO_JACK") == "1":
+            pytest.skip(f"JACK dummy server unavailable: {reason}")
+        pytest.fail(f"JACK dummy server unavailable: {reason} (or set SHOTOKU_ALLOW_NO_JACK=1 to skip)")
+
+
+@pytest.fixture
+def jack(jack_tools: None):
+    with jack_server() as pid:
+        yield pid
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StemCache:
+    monkeypatch.setenv("SHOTOKU_CACHE", str(tmp_path / "cache"))
+    return StemCache()
+
+
+def noise_song(seconds: float) -> Audio:
+    rng = np.random.default_rng(0)
+    return Audio((0.1 * rng.standard_normal((2, int(seconds * JACK_RATE)))).astype(np.float32), JACK_RATE)
+
+
+def test_plays_in_real_time_without_underruns(jack: int, cache: StemCache) -> None:
+    session = PlaybackSession(cache=cache, blocksize=512, worker_threads=1)
+    try:
+        assert session.state == SessionState.EMPTY, session.message
+        assert session.samplerate == JACK_RATE
+        session.open(noise_song(10.0), model=build_model("tiny", {"segment_seconds": 1.0}))
+        time.sleep(0.5)  # start-up: PortAudio/JACK may report an underflow or two here
+        frames0, under0, t0 = session.output.frames, session.underruns, time.monotonic()
+        pos0 = session.mixer.position
+        for _ in range(8):
+            time.sleep(0.25)
+            session.set_gain_db("vocals", float(np.random.default_rng().uniform(-30, 6)))
+        elapsed = time.monotonic() - t0
+        frames = session.output.frames - frames0
+        rate = frames / elapsed
+        assert abs(rate / JACK_RATE - 1) < 0.03, f"played {rate:.0f} frames/s"
+        assert session.mixer.position - pos0 == pytest.approx(frames, abs=1024)
+        assert session.underruns - under0 == 0, "underruns while separating and moving a fader"
+        assert session.state == SessionState.PLAYING
+        assert session.region_ready.any(), "separated regions arrived during playback"
+    finally:
+        session.close()
+
+
+def test_stream_stopped_under_us_is_device_lost_then_resumes(jack: int, cache: StemCache) -> None:
+    """The output stops on its own (as when a device goes): a clear state, and select_device resumes playback."""
+    session = PlaybackSession(cache=cache, blocksize=512, worker_threads=1)
+    try:
+        session.open(noise_song(30.0), model=build_model("identity", {"segment_seconds": 1.0}))
+        time.sleep(0.5)
+        assert session.state == SessionState.PLAYING, session.message
+        session.output._stream.abort()  # PortAudio stops the stream without us asking through AudioOutput
+        deadline = time.monotonic() + 5
+        while session.state != SessionState.DEVICE_LOST and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert session.state == SessionState.DEVICE_LOST
+        assert "lost" in session.message and "choose an output device" in session.message
+        lost_at = session.position_seconds
+        time.sleep(0.3)
+        assert session.position_seconds == lost_at, "nothing plays while the device is lost"
+        assert session.select_device(None), session.message
+        time.sleep(1.0)
+        assert session.state == SessionState.PLAYING and session.message == ""
+        assert session.position_seconds > lost_at + 0.5, "playback resumed where it stopped"
+    finally:
+        session.close()
+
+
+JACK_DIES_SCRIPT = """
+import os, sys, time, numpy as np
+from engine.audio import Audio
+from engine.playback.session import PlaybackSession
+from engine.separation.registry import build_model
+from tests.engine.jack import kill_jack, start_jack
+server = start_jack()
+session = PlaybackSession(blocksize=512, worker_threads=1)
+session.open(Audio(np.zeros((2, 44100 * 30), np.float32), 44100), model=build_model("identity"))
+time.sleep(0.5)
+print("before", session.state.value, flush=True)
+kill_jack(server)
+deadline = time.monotonic() + 6
+while session.state.value != "device-lost" and time.monotonic() < deadline:
+    time.sleep(0.1)
+print("after", session.state.value, "|", session.message, flush=True)
+print("reselect", session.select_device(None), "|", session.message, flush=True)
+session.close()
+print("closed", flush=True)
+"""
+
+
+def test_jack_server_death_is_reported_not_a_crash(jack_tools: None, tmp_path: Path) -> None:
+    """The JACK server dies mid-song (run in a child process: PortAudio cannot be re-initialised after that)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SHOTOKU_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(Path(__file__).parents[2]))
+    result = subprocess.run([sys.executable, "-c", JACK_DIES_SCRIPT], capture_output=True, text=True, timeout=60,
+                            env=env, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert "before playing" in lines
+    assert any(line.startswith("after device-lost | audio output lost") for line in lines), lines
+    assert any(line.startswith("reselect False | the JACK server is not running") for line in lines), lines
+    assert lines[-1] == "closed"
+
+
+def test_cli_plays_a_remix(jack: int, cache: StemCache, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from engine.cli import main
+
+    path = tmp_path / "song.wav"
+    sf.write(path, noise_song(3.0).samples.T, JACK_RATE)
+    code = main(["play", str(path), "--model", "tiny", "--gain", "vocals=-inf", "--pan", "bass=-0.5",
+                 "--duration", "1.5"])
+    assert code == 0, capsys.readouterr().err
+    assert main(["play", "--list-devices"]) == 0
+    assert "system" in capsys.readouterr().out
+    assert main(["play", str(path), "--model", "tiny", "--gain", "voice=3", "--duration", "0.2"]) == 2

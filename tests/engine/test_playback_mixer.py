@@ -1,0 +1,257 @@
+"""The real-time mixing kernel, driven directly with preallocated blocks (no audio device)."""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from engine.playback.mixer import Mixer, MixerSource, db_to_gain, resolve_gains
+
+SR = 44100
+N_STEMS = 4
+BLOCK = 512
+
+
+def make_source(n_frames: int = SR * 4, ready: bool = True, region: int = 8192, seed: int = 0) -> MixerSource:
+    """Random stems ``(4, 2, n_frames)`` whose sum is the mixture; all regions ready (or none)."""
+    rng = np.random.default_rng(seed)
+    stems = (0.1 * rng.standard_normal((N_STEMS, 2, n_frames))).astype(np.float32)
+    mixture = stems.sum(axis=0)
+    n_regions = -(-n_frames // region)
+    flags = np.full(n_regions, 1 if ready else 0, dtype=np.uint8)
+    return MixerSource(mixture, stems, flags, region)
+
+
+def ones_source(n_frames: int = SR, region: int = 4096) -> MixerSource:
+    """Every stem is a constant 0.1 (the mixture is 0.4): output values show the gains directly."""
+    stems = np.full((N_STEMS, 2, n_frames), 0.1, dtype=np.float32)
+    return MixerSource(stems.sum(axis=0), stems, np.ones(-(-n_frames // region), dtype=np.uint8), region)
+
+
+def playing_mixer(source: MixerSource, **kwargs) -> Mixer:
+    mixer = Mixer(N_STEMS, **kwargs)
+    mixer.set_source(source)
+    mixer.request_play()
+    return mixer
+
+
+def run_blocks(mixer: Mixer, n_blocks: int, block: int = BLOCK, n_out: int = 2) -> np.ndarray:
+    """Render ``n_blocks`` and return the concatenated output ``(n_blocks * block, n_out)``."""
+    out = np.full((block, n_out), np.nan, dtype=np.float32)
+    chunks = []
+    for _ in range(n_blocks):
+        out.fill(np.nan)
+        mixer.render(out)
+        assert np.isfinite(out).all(), "a block was not entirely filled"
+        chunks.append(out.copy())
+    return np.concatenate(chunks)
+
+
+def test_every_block_is_filled_including_starved_and_paused() -> None:
+    mixer = Mixer(N_STEMS)
+    out = np.full((BLOCK, 2), np.nan, dtype=np.float32)
+    mixer.render(out)  # no source: starved
+    assert np.all(out == 0.0) and mixer.starved_blocks == 1
+    mixer.set_source(make_source())
+    out.fill(np.nan)
+    mixer.render(out)  # paused
+    assert np.all(out == 0.0)
+    mixer.request_play()
+    played = run_blocks(mixer, 20)
+    assert np.abs(played).max() > 0.05
+
+
+def test_stems_mode_plays_sum_of_stems_times_gains() -> None:
+    source = make_source()
+    mixer = playing_mixer(source, fade_frames=BLOCK)
+    gains = np.array([[1.0, 1.0], [0.5, 0.5], [0.0, 0.0], [2.0, 2.0]], dtype=np.float32)
+    mixer.set_stem_gains(gains)
+    run_blocks(mixer, 4)  # fade in, gains ramp, stems weight reaches 1
+    assert mixer.separated_weight == 1.0
+    start = mixer.position
+    played = run_blocks(mixer, 2)
+    expect = np.einsum("sc,scn->nc", gains, source.stems[:, :, start:start + 2 * BLOCK])
+    np.testing.assert_allclose(played, expect, atol=1e-5)
+
+
+def test_gain_ramps_to_target_without_a_step_larger_than_the_ramp() -> None:
+    mixer = playing_mixer(ones_source(), fade_frames=BLOCK)
+    run_blocks(mixer, 3)
+    before = run_blocks(mixer, 1)[-1, 0]
+    assert before == pytest.approx(0.4, abs=1e-6)
+    target = np.ones((N_STEMS, 2), dtype=np.float32)
+    target[0] = db_to_gain(-math.inf)  # vocals to -inf: 0.4 -> 0.3
+    mixer.set_stem_gains(target)
+    ramp = run_blocks(mixer, 1)[:, 0]
+    steps = np.abs(np.diff(np.concatenate([[before], ramp])))
+    allowed = 0.1 / BLOCK  # the whole change spread evenly over one block
+    assert steps.max() <= allowed * 1.001
+    assert ramp[-1] == pytest.approx(0.3, abs=1e-6), "the target is reached at the end of the block"
+    after = run_blocks(mixer, 2)[:, 0]
+    np.testing.assert_allclose(after, 0.3, atol=1e-6)
+
+
+def test_master_gain_is_ramped_too() -> None:
+    mixer = playing_mixer(ones_source(), fade_frames=BLOCK)
+    run_blocks(mixer, 3)
+    mixer.master_target = 0.5
+    ramp = run_blocks(mixer, 1)[:, 1]
+    assert np.abs(np.diff(ramp)).max() <= 0.2 / BLOCK * 1.001
+    assert ramp[-1] == pytest.approx(0.2, abs=1e-6)
+
+
+def test_callback_allocates_nothing() -> None:
+    """tracemalloc: no net allocation over 2000 blocks; the transient peak is far below one audio buffer."""
+    source = make_source(SR * 30)
+    mixer = playing_mixer(source)
+    mixer.set_loop(SR, 3 * SR)
+    out = np.zeros((BLOCK, 2), dtype=np.float32)
+    gains = [resolve_gains(np.array([g, -6.0, 3.0, -np.inf]), np.zeros(4, bool), np.zeros(4, bool), np.zeros(4))
+             for g in (0.0, -12.0)]
+    for i in range(50):  # warm-up: fades, loops, gain changes, limiter
+        mixer.set_stem_gains(gains[i % 2])
+        mixer.render(out)
+    tracemalloc.start()
+    try:
+        for _ in range(50):
+            mixer.render(out)
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        snap_before = tracemalloc.take_snapshot()
+        for i in range(2000):
+            if i % 5 == 0:
+                mixer.master_target = 0.5 + 0.5 * (i % 2)  # a control change every few blocks
+            mixer.render(out)
+        after, peak = tracemalloc.get_traced_memory()
+        snap_after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    mixer_file = "engine/playback/mixer.py"
+    grown = [
+        s for s in snap_after.compare_to(snap_before, "filename")
+        if s.traceback[0].filename.endswith(mixer_file) and s.count_diff > 0
+    ]
+    block_bytes = BLOCK * 2 * 4
+    # Numpy reductions allocate a ~1 KB iterator transiently; any array-sized temporary would exceed this.
+    assert peak - before < block_bytes, f"transient allocation of {peak - before} bytes in the callback"
+    assert after - before < 1024, f"{after - before} bytes still allocated after 2000 blocks"
+    assert sum(s.size_diff for s in grown) < 512, grown
+
+
+def test_mute_solo_pan_resolution() -> None:
+    zeros = np.zeros(4)
+    gains = resolve_gains(np.array([0.0, -6.0, 0.0, 0.0]), np.array([False, False, True, False]),
+                          np.array([True, True, True, False]), np.array([0.0, 1.0, 0.0, -1.0]))
+    assert gains[0].tolist() == [1.0, 1.0]
+    assert gains[1, 0] == pytest.approx(0.0, abs=1e-7) and gains[1, 1] == pytest.approx(db_to_gain(-6.0))
+    assert gains[2].tolist() == [0.0, 0.0], "muted beats soloed"
+    assert gains[3].tolist() == [0.0, 0.0], "not soloed while another is"
+    half = resolve_gains(zeros, np.zeros(4, bool), np.zeros(4, bool), np.full(4, 0.5))
+    assert half[0, 1] == 1.0 and half[0, 0] == pytest.approx(math.cos(math.pi / 4))
+    assert db_to_gain(-math.inf) == 0.0 and db_to_gain(6.0) == pytest.approx(1.9952623)
+
+
+def test_limiter_keeps_a_boosted_remix_under_the_ceiling() -> None:
+    source = make_source()
+    source.stems *= 3.0  # peaks well above full scale
+    mixer = playing_mixer(source, ceiling=0.98)
+    mixer.set_stem_gains(np.full((N_STEMS, 2), db_to_gain(12.0), dtype=np.float32))
+    played = run_blocks(mixer, 200)
+    assert np.abs(played).max() <= 0.98 + 1e-6
+    assert mixer.limiter_gain < 0.5
+    # Smooth: no sample-to-sample jump bigger than the signal itself produces.
+    assert np.abs(np.diff(played[:, 0])).max() < 2 * 0.98
+
+
+def test_original_to_stems_crossfade_is_click_free() -> None:
+    source = ones_source(SR, region=4096)
+    source.ready[:] = 0
+    mixer = playing_mixer(source, fade_frames=BLOCK)
+    target = np.zeros((N_STEMS, 2), dtype=np.float32)
+    target[0] = 1.0  # only vocals: stems mode gives 0.1, original gives 0.4
+    mixer.set_stem_gains(target)
+    run_blocks(mixer, 4)
+    assert run_blocks(mixer, 1)[-1, 0] == pytest.approx(0.4), "unready regions play the original"
+    source.ready[:] = 1  # the worker finished everything
+    played = run_blocks(mixer, 4)[:, 0]
+    assert played[-1] == pytest.approx(0.1, abs=1e-6)
+    assert np.abs(np.diff(played)).max() <= 0.3 / BLOCK * 1.01
+
+
+def test_switches_back_to_original_before_an_unready_region() -> None:
+    source = ones_source(SR, region=4096)
+    source.ready[3:] = 0
+    mixer = playing_mixer(source, fade_frames=BLOCK)
+    target = np.zeros((N_STEMS, 2), dtype=np.float32)
+    target[0] = 1.0
+    mixer.set_stem_gains(target)
+    played = run_blocks(mixer, 40)[:, 0]
+    assert played[3 * 4096 - 1] == pytest.approx(0.4), "fully original by the first unready sample"
+    assert played[2 * 4096] == pytest.approx(0.1)
+    assert np.abs(np.diff(played[BLOCK:])).max() <= 0.3 / BLOCK * 1.01
+
+
+def test_seek_is_sample_accurate_and_faded() -> None:
+    source = make_source()
+    mixer = playing_mixer(source, fade_frames=BLOCK)
+    run_blocks(mixer, 5)
+    mixer.request_seek(SR * 2 + 7)
+    assert mixer.seek_pending == SR * 2 + 7
+    fade_out = run_blocks(mixer, 1)
+    assert np.abs(fade_out[-1]).max() < 0.05, "faded out before jumping"
+    fade_in = run_blocks(mixer, 1)
+    steady = run_blocks(mixer, 1)
+    assert mixer.seek_pending is None
+    expect = source.stems[:, :, SR * 2 + 7 + BLOCK: SR * 2 + 7 + 2 * BLOCK].sum(axis=0).T
+    np.testing.assert_allclose(steady, expect, atol=1e-5)
+    assert np.abs(fade_in[0]).max() < np.abs(source.mixture).max() / 100
+
+
+def test_pause_fades_out_and_keeps_position() -> None:
+    mixer = playing_mixer(ones_source(), fade_frames=BLOCK)
+    run_blocks(mixer, 3)
+    mixer.request_pause()
+    tail = run_blocks(mixer, 1)[:, 0]
+    assert tail[-1] == 0.0 and np.abs(np.diff(tail)).max() <= 0.4 / BLOCK * 1.01
+    position = mixer.position
+    assert np.all(run_blocks(mixer, 3) == 0.0) and mixer.position == position
+
+
+def test_loop_wraps_with_fades_and_end_of_song_stops() -> None:
+    source = ones_source(SR)
+    mixer = playing_mixer(source, fade_frames=BLOCK)
+    mixer.set_loop(1000, 1000 + 5 * BLOCK + 100)
+    played = run_blocks(mixer, 40)[:, 0]
+    assert 1000 <= mixer.position < 1000 + 5 * BLOCK + 100
+    assert played.min() < 0.01, "a short dip at the loop point"
+    assert np.abs(np.diff(played)).max() < 0.4 / 64, "the loop point is faded, not cut"
+    mixer.set_loop(None, None)
+    run_blocks(mixer, SR // BLOCK + 2)
+    assert mixer.at_end and not mixer.playing
+
+
+@pytest.mark.parametrize("n_out", [1, 2, 4])
+def test_output_channel_counts(n_out: int) -> None:
+    source = make_source()
+    mixer = Mixer(N_STEMS, n_out_channels=n_out)
+    mixer.set_source(source)
+    mixer.request_play()
+    played = run_blocks(mixer, 6, n_out=n_out)
+    assert played.shape[1] == n_out
+    assert np.abs(played[:, 0]).max() > 0.01
+    if n_out > 2:
+        assert np.all(played[:, 2:] == 0.0)
+
+
+def test_variable_block_sizes_are_filled() -> None:
+    mixer = playing_mixer(make_source())
+    for frames in (1, 64, 333, 1024, 4096):
+        out = np.full((frames, 2), np.nan, dtype=np.float32)
+        mixer.render(out)
+        assert np.isfinite(out).all()
+    out = np.full((9000, 2), np.nan, dtype=np.float32)  # above max_block: zero-filled, counted
+    mixer.render(out)
+    assert np.all(out == 0.0) and mixer.starved_blocks == 1
