@@ -238,10 +238,14 @@ class Separator:
         """
         select_outputs(np.zeros((len(self.sources), 1, 0), np.float32), np.zeros((1, 0), np.float32),
                        self.sources, stems, two_stems)  # validate names before the long work
-        stem_blocks, mix_blocks = [], []
+        n_samples = mix.shape[-1]
+        # One preallocated output filled block by block: the song's stems exist once, never as a list + a copy.
+        all_stems = np.empty((len(self.sources), self.n_channels, n_samples), dtype=np.float32)
+        full_mix = np.empty((self.n_channels, n_samples), dtype=np.float32)
+        emitted = 0
         for block, mix_block in self.iter_stems(mix, samplerate, progress, cancel, references):
-            stem_blocks.append(block)
-            mix_blocks.append(mix_block)
-        all_stems = np.concatenate(stem_blocks, axis=-1)
-        full_mix = np.concatenate(mix_blocks, axis=-1)
+            length = block.shape[-1]
+            all_stems[..., emitted : emitted + length] = block
+            full_mix[:, emitted : emitted + length] = mix_block
+            emitted += length
         return select_outputs(all_stems, full_mix, self.sources, stems, two_stems)

@@ -1,0 +1,221 @@
+"""The training loop: checkpoints and resume, uSDR validation, early stopping, CSV log, DDP (gloo, world 1), export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from engine.errors import DatasetError
+from engine.train.config import TrainConfig, TrainSettings, load_config
+from engine.train.loop import fit, mixture_usdr
+from engine.train.losses import usdr
+from tests.engine.test_models import SOURCES, TINY
+
+SAMPLERATE = 8000
+
+
+def _stems(rng: np.random.Generator, n_samples: int, samplerate: int = SAMPLERATE) -> np.ndarray:
+    """Four distinguishable synthetic stems ``(4, 2, n_samples)``: tone, clicks, low tone, noise."""
+    t = np.arange(n_samples) / samplerate
+    vocals = np.sin(2 * np.pi * rng.uniform(300, 600) * t)
+    drums = (np.arange(n_samples) % 2000 < 40) * rng.standard_normal(n_samples)
+    bass = np.sin(2 * np.pi * rng.uniform(50, 90) * t)
+    other = 0.3 * rng.standard_normal(n_samples)
+    mono = np.stack([vocals, drums, bass, other]) * rng.uniform(0.2, 0.6, size=(4, 1))
+    pan = rng.uniform(0.3, 1.0, size=(4, 2, 1))
+    return (mono[:, None, :] * pan).astype(np.float32)
+
+
+class TinyCorpus(Dataset):
+    """In-memory random segments: ``(mixture (2, n), stems (4, 2, n))`` with ``mixture == stems.sum(0)``."""
+
+    def __init__(self, n_items: int = 8, n_samples: int = 4096, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.items = [_stems(rng, n_samples) for _ in range(n_items)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        stems = torch.from_numpy(self.items[index])
+        return stems.sum(dim=0), stems
+
+
+def _valid_tracks(n: int = 2) -> list:
+    rng = np.random.default_rng(99)
+    tracks = []
+    for i in range(n):
+        stems = _stems(rng, 8000)
+        tracks.append((f"valid{i}", stems.sum(axis=0), stems))
+    return tracks
+
+
+def _config(name: str = "waveunet", **train) -> TrainConfig:
+    settings = TrainSettings(**{"epochs": 2, "batch_size": 4, "lr": 3e-3, "patience": 10, "seed": 0, **train})
+    return TrainConfig(architecture=name, model={"sources": SOURCES, "samplerate": SAMPLERATE, **TINY[name]},
+                       train=settings)
+
+
+def test_usdr_of_a_known_signal_to_noise_ratio():
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(2, 1000, generator=g)
+    noise = torch.randn(2, 1000, generator=g)
+    noise = noise / noise.norm() * ref.norm() / math.sqrt(10.0)  # 10 dB below the reference
+    assert abs(float(usdr(ref, ref + noise)) - 10.0) < 1e-3
+
+
+def test_mixture_lower_bound_is_the_mean_of_each_stems_ratio_to_the_rest():
+    tracks = _valid_tracks()
+    bounds = mixture_usdr(tracks, SOURCES)
+    assert list(bounds) == SOURCES
+    for j, source in enumerate(SOURCES):
+        expected = np.mean([10 * np.log10((s[j] ** 2).sum() / ((m - s[j]) ** 2).sum()) for _, m, s in tracks])
+        assert abs(bounds[source] - expected) < 1e-3
+
+
+def test_fit_writes_checkpoint_best_weights_and_a_csv_row_per_epoch(tmp_path, capsys):
+    result = fit(_config(), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=True)
+    assert "epoch 2/2 [" in capsys.readouterr().err  # the progress bar
+    assert result.epochs_run == 2 and result.stopped == "epochs"
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "best.safetensors").is_file()
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {f"valid_usdr_{s}" for s in SOURCES} <= set(rows[0])
+    assert set(result.best_usdr_per_stem) == set(SOURCES)
+    assert json.loads((tmp_path / "config.json").read_text())["architecture"] == "waveunet"
+
+
+def test_resume_continues_after_the_last_epoch(tmp_path):
+    fit(_config(), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    result = fit(_config(epochs=3), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert len(result.history) == 3 and result.epochs_run == 3
+
+
+def test_resume_refuses_a_checkpoint_of_another_architecture(tmp_path):
+    fit(_config(epochs=1), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    with pytest.raises(DatasetError, match="another architecture"):
+        fit(_config("wavenet", epochs=2), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+
+
+def test_early_stopping_when_validation_does_not_improve(tmp_path):
+    config = _config(epochs=10, patience=2)
+    config.train.lr = 0.0  # nothing changes, so no epoch after the first can improve
+    result = fit(config, TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    assert result.stopped == "early stopping"
+    assert result.epochs_run == 3 and result.best_epoch == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mmdensenet", "openunmix"])
+def test_training_improves_validation_usdr_on_the_tiny_corpus(tmp_path, name):
+    config = _config(name, epochs=6)
+    config.train.lr = 1e-2
+    result = fit(config, TinyCorpus(n_items=16), _valid_tracks(), tmp_path, show_progress=False)
+    first = result.history[0]["valid_usdr"]
+    assert result.best_usdr > first
+    train_losses = [row["train_loss"] for row in result.history]
+    assert min(train_losses[1:]) < train_losses[0]
+
+
+def test_distributed_data_parallel_path_with_world_size_one_on_gloo(tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(29500 + np.random.default_rng().integers(0, 2000)))
+    seen = {}
+    original = torch.nn.parallel.DistributedDataParallel.__init__
+
+    def spy(self, *args, **kwargs):
+        seen["ddp"] = True
+        seen["backend"] = dist.get_backend()
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.parallel.DistributedDataParallel, "__init__", spy)
+    result = fit(_config("mmdensenet", epochs=1), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    assert seen == {"ddp": True, "backend": "gloo"}
+    assert result.epochs_run == 1 and not dist.is_initialized()
+
+
+def test_amp_bfloat16_on_cpu_trains(tmp_path):
+    result = fit(_config("mmdensenet", epochs=1, amp=True), TinyCorpus(), _valid_tracks(), tmp_path,
+                 show_progress=False)
+    assert math.isfinite(result.history[0]["train_loss"])
+
+
+def test_config_rejects_unknown_training_settings(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"architecture": "waveunet", "train": {"epochz": 3}}))
+    with pytest.raises(DatasetError, match="epochz"):
+        load_config(path)
+
+
+def test_shipped_configs_build_and_name_their_architecture():
+    from engine.separation.registry import build_model
+    from engine.train.config import CONFIGS_DIR
+
+    names = sorted(p.stem for p in CONFIGS_DIR.glob("*.json"))
+    assert set(TINY) <= set(names)
+    for name in names:
+        config = load_config(CONFIGS_DIR / f"{name}.json")
+        assert config.architecture == name
+        model = build_model(name, config.model)
+        assert model.sources == ["vocals", "drums", "bass", "other"]
+
+
+def test_export_writes_a_card_that_loads_and_separates(tmp_path):
+    from engine.separation.registry import load_model
+    from engine.train.export import export_run
+
+    run = tmp_path / "run"
+    fit(_config("mmdensenet", epochs=1), TinyCorpus(), _valid_tracks(), run, show_progress=False)
+    folder = export_run(run, "tiny-mmd", {"summary": "test", "kind": "test"}, tracks=_valid_tracks(1),
+                        root=tmp_path / "models")
+    card = json.loads((folder / "card.json").read_text())
+    assert card["architecture"] == "mmdensenet" and card["weights_dtype"] in ("float16", "float32")
+    assert "precision_check" in card["training"]
+    model = load_model("tiny-mmd", root=tmp_path / "models")
+    with torch.inference_mode():
+        assert model(torch.randn(1, 2, 3000)).shape == (1, 4, 2, 3000)
+
+
+def _write_corpus(root, n_train: int = 3, n_valid: int = 2, seconds: float = 1.5, samplerate: int = 44100) -> None:
+    """A tiny MUSDB18-HQ-layout corpus (the loader wants 44.1 kHz)."""
+    rng = np.random.default_rng(5)
+    for split, n in (("train", n_train), ("valid", n_valid), ("test", 1)):
+        for i in range(n):
+            folder = root / split / f"{split}{i:02d}"
+            folder.mkdir(parents=True)
+            stems = _stems(rng, int(seconds * samplerate), samplerate)
+            for name, stem in zip(SOURCES, stems, strict=True):
+                sf.write(folder / f"{name}.wav", stem.T, samplerate, subtype="FLOAT")
+            sf.write(folder / "mixture.wav", stems.sum(axis=0).T, samplerate, subtype="FLOAT")
+
+
+def test_cli_trains_from_a_musdb_layout_folder_and_exports(tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+
+    corpus = tmp_path / "corpus"
+    _write_corpus(corpus)
+    config = _config("mmdensenet", epochs=2, samples_per_epoch=8, segment_seconds=0.5, valid_seconds=1.0)
+    config.model["samplerate"] = 44100
+    config_path = tmp_path / "tiny.json"
+    config_path.write_text(json.dumps(config.to_json()))
+    monkeypatch.setenv("SHOTOKU_RESOURCES", str(tmp_path / "resources"))
+    code = main(["train", "mmdensenet", "--data", str(corpus), "--config", str(config_path),
+                 "--out", str(tmp_path / "run"), "--no-progress", "--export", "cli-tiny"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.split("exported")[0])
+    assert summary["epochs_run"] == 2 and set(summary["best_valid_usdr_per_stem"]) == set(SOURCES)
+    assert (tmp_path / "resources" / "models" / "cli-tiny" / "card.json").is_file()
