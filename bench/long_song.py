@@ -63,7 +63,7 @@ def main() -> int:
     parser.add_argument("--model", default="tiny")
     args = parser.parse_args()
     gib = 1024**3
-    print(f"| song | model | wall s | x real time | peak RSS GiB | decoded input GiB | 4 stems in RAM would be GiB |")
+    print("| song | model | wall s | x real time | peak RSS GiB | decoded input GiB | 4 stems in RAM would be GiB |")
     print("|---|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="shotoku-long-") as tmp:
         for minutes in args.minutes:
