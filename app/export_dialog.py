@@ -49,9 +49,9 @@ class ExportDialog(QDialog):
 
     Args:
         song_name: the ``<song>`` part of file names.
-        stems: the stems buffer ``(n_stems, 2, n_samples)`` (STEM_NAMES order), complete.
+        stems: the separated stems ``(n_stems, 2, n_samples)`` in ``stem_names`` order (the session's stem store).
         stem_names: names of its rows.
-        gains / master: the current mix (linear, mute/solo/pan resolved) for the remix.
+        gains / master: the current mix as playback applies it (``PlaybackSession.mix_gains``) for the remix.
     """
 
     def __init__(
@@ -192,7 +192,8 @@ class ExportDialog(QDialog):
         label = self.format.currentText()
         extension, depths, _ = FORMATS[label]
         depth = self.depth.currentText() if depths else None
-        self.worker = ExportWorker(jobs, self.stems, self.samplerate, extension, depth, block=self.block_frames)
+        self.worker = ExportWorker(jobs, self.stems, self.samplerate, extension, depth, block=self.block_frames,
+                                   stem_names=self.stem_names)
         self.worker.progress.connect(self._on_progress)
         self.worker.succeeded.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)

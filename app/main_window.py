@@ -1,7 +1,9 @@
 """The main window: spectrogram lanes in the centre, the mixer console docked, transport and model toolbars.
 
-All heavy work (decoding, separation, spectrograms, export) runs in :mod:`app.workers`; the window reacts to their
-queued signals and refreshes the playhead and meters from a ~30 ms timer.
+Playback and separation are the engine's :class:`~engine.playback.session.PlaybackSession` (the mixture plays at
+once; a child process separates from the play position into the stem store; reopening a song plays its cached
+stems). Decoding, stem spectrograms and export run in :mod:`app.workers`. A ~30 ms timer polls the session
+(:class:`app.playback.SessionPoller`) and refreshes the playhead and meters.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar
@@ -25,30 +26,31 @@ from app.model_picker import (
     model_choices,
     pick_model,
 )
-from app.playback import Playback
-from app.presets import MixState, audible, db_to_linear, gain_matrix, matching_preset
+from app.playback import SessionPoller, push_mix
+from app.presets import MixState, audible, matching_preset
+from app.separation_view import SeparationView
 from app.session_file import SESSION_SUFFIX, Session, load_session, save_session
 from app.settings import AppSettings
 from app.song import Song
 from app.spectrum import SpectrogramGrid
 from app.views.mixer import MixerPanel
 from app.views.spectrogram import SpectrogramStack, format_time
-from app.workers import LoadResult, LoadWorker, SeparateWorker, WorkerHost
+from app.workers import LoadResult, LoadWorker, WorkerHost
 from engine import STEM_NAMES
+from engine.audio import Audio
 from engine.errors import ShotokuError
 from engine.paths import demo_song, resources_dir
+from engine.playback.session import PlaybackSession
 from engine.separation.device import available_devices, describe_device, select_device
 
 log = logging.getLogger(__name__)
 
-REGION_SECONDS = 0.5
-ORACLE_SEGMENT_SECONDS = 5.0
 TICK_MS = 30
 SEEK_STEP_SECONDS = 5.0
 AUDIO_FILTER = "Audio (*.wav *.flac *.mp3 *.ogg *.opus *.aiff *.aif *.m4a *.aac);;All files (*)"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(SeparationView, QMainWindow):
     """Shotoku's window. ``use_audio_device=False`` plays silently (tests); ``show_test_models`` lists test cards."""
 
     def __init__(self, settings: AppSettings, use_audio_device: bool = True, show_test_models: bool = False) -> None:
@@ -62,18 +64,15 @@ class MainWindow(QMainWindow):
         self.resize(1400, 900)
         self.setAcceptDrops(True)
         self.host = WorkerHost(self)
-        self.playback = Playback(len(STEM_NAMES), use_device=use_audio_device)
+        self.device = settings.device()
+        self.playback = PlaybackSession(open_output=use_audio_device, compute_device=self._compute_device())
+        if not use_audio_device:
+            self.playback.play_silently()
+        self.poller = SessionPoller(self.playback, self.host, self)
         self.song: Song | None = None
         self.grid: SpectrogramGrid | None = None
-        self.stems: np.ndarray | None = None
-        self.ready: np.ndarray | None = None
-        self.region_frames = 1
         self.load_worker: LoadWorker | None = None
-        self.sep_worker: SeparateWorker | None = None
-        self._separation_pending = False
-        self.separation_done = False
         self.model_name: str | None = None
-        self.device = settings.device()
         self.choices: list[ModelChoice] = []
         self._pending_session: Session | None = None
         self.last_error: str | None = None
@@ -95,6 +94,12 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         actions.build(self)
 
+        self.poller.separation_started.connect(self._on_separation_started)
+        self.poller.columns_ready.connect(self._on_columns_ready)
+        self.poller.progress.connect(self._on_separation_progress)
+        self.poller.separated.connect(self._on_separated)
+        self.poller.failed.connect(self._on_separation_failed)
+        self.poller.output_changed.connect(self._on_output_changed)
         self.spectrograms.seek_requested.connect(self.seek)
         self.spectrograms.loop_changed.connect(self._on_loop_changed)
         self.mixer.mix_changed.connect(self._on_mix_changed)
@@ -120,7 +125,7 @@ class MainWindow(QMainWindow):
         self.progress.setFormat("%p%")
         self.progress.hide()
         self.audio_label = QLabel()
-        self._show_audio_state(self.playback.device_state)
+        self._on_output_changed(self.playback.state.value, self.playback.message)
         try:
             self.device_label.setText(f"Device: {describe_device(select_device(self.device))}")
         except ShotokuError as err:
@@ -129,12 +134,22 @@ class MainWindow(QMainWindow):
         for widget in (self.model_label, self.device_label, self.progress, self.audio_label):
             bar.addPermanentWidget(widget)
 
-    def _show_audio_state(self, state: str) -> None:
+    @Slot(str, str)
+    def _on_output_changed(self, state: str, message: str) -> None:
         """Short text in the status bar, the full reason in its tooltip; amber when nothing can be heard."""
-        silent = state.startswith("No audio output")
-        self.audio_label.setText("No audio output (playing silently)" if silent else state)
-        self.audio_label.setToolTip(state)
-        self.audio_label.setStyleSheet("color: #ffcc66;" if silent else "")
+        if state == "device-lost":
+            text = "Audio output lost: choose a device"
+        elif state == "no-output":
+            text = "No audio output (playing silently)"
+        else:
+            device = self.playback.output.device
+            text = f"Audio: {device.name if device is not None else 'default output'}"
+        self.audio_label.setText(text)
+        self.audio_label.setToolTip(message or text)
+        self.audio_label.setStyleSheet("color: #ffcc66;" if state in ("device-lost", "no-output") else "")
+
+    def _compute_device(self) -> str | None:
+        return None if self.device == "auto" else self.device
 
     # -- errors ----------------------------------------------------------------------------------------------------
     def show_error(self, title: str, message: str) -> None:
@@ -202,11 +217,18 @@ class MainWindow(QMainWindow):
             return  # a newer open replaced this one
         song = result.song
         self.song, self.grid = song, result.grid
-        self.region_frames = max(1, int(REGION_SECONDS * song.samplerate))
-        n_regions = max(1, -(-song.n_samples // self.region_frames))
-        self.stems = np.zeros((len(STEM_NAMES), 2, song.n_samples), dtype=np.float32)
-        self.ready = np.zeros(n_regions, dtype=np.uint8)
-        self.playback.set_song(song.mixture, self.stems, self.ready, self.region_frames)
+        session, self._pending_session = self._pending_session, None
+        if session is not None:
+            self.device = session.device or self.device
+            self.playback.compute_device = self._compute_device()
+        self.refresh_models(session.model if session else None)
+        self.poller.set_grid(result.grid)
+        try:
+            self.playback.open(Audio(song.mixture, song.samplerate), model=self.model_name, play=False,
+                               references=song.references, separate=self.model_name is not None)
+        except ShotokuError as err:
+            self.show_error("Cannot separate", str(err))
+            self.playback.open(Audio(song.mixture, song.samplerate), play=False, separate=False)
         self.spectrograms.set_grid(result.grid)
         self.spectrograms.set_columns("mixture", 0, result.mixture_db)
         self.spectrograms.set_playhead(0.0)
@@ -215,17 +237,15 @@ class MainWindow(QMainWindow):
         actions.refresh_recent(self)
         notes = f" ({'; '.join(song.notes)})" if song.notes else ""
         self.statusBar().showMessage(f"Opened {song.path.name}, {format_time(song.duration_seconds)}{notes}", 8000)
-        session, self._pending_session = self._pending_session, None
         if session is not None:
-            self.device = session.device or self.device
             self.mixer.set_state(session.mix)
-        self.refresh_models(session.model if session else None)
+        self._on_mix_changed(self.mixer.state())
+        self._show_separation_state()
         if session is not None:
             self.seek(session.position_seconds)
             if session.loop_seconds:
                 self.spectrograms.set_loop(*session.loop_seconds)
                 self._on_loop_changed(*session.loop_seconds)
-        self.start_separation()
 
     # -- models and separation -------------------------------------------------------------------------------------
     def refresh_models(self, preferred: str | None = None) -> None:
@@ -250,97 +270,36 @@ class MainWindow(QMainWindow):
             self.model_combo.setCurrentIndex(index)
             self.model_combo.blockSignals(False)
         self.model_label.setText(f"Model: {name}")
-        self.start_separation()
+        if self.song is not None:
+            try:
+                self.playback.change_model(name)
+            except ShotokuError as err:
+                self.show_error("Cannot separate", str(err))
+            self._show_separation_state()
 
     def set_device(self, device: str) -> None:
+        """Run separation on ``device`` ("auto", "cpu", "cuda:0", ...): re-separates while playback continues."""
         if device == self.device:
             return
         self.device = device
         self.settings.set_device(device)
-        self.start_separation()
-
-    def start_separation(self) -> None:
-        """(Re)separate the open song with the chosen model; waits for a running separation to stop first."""
-        if self.song is None or self.stems is None or self.ready is None or self.grid is None:
-            return
-        if self.sep_worker is not None:
-            self.sep_worker.cancel()
-            self._separation_pending = True
-            return
-        self.separation_done = False
-        self.ready.fill(0)  # the mixer cross-fades back to the original mix; stems are overwritten in place
-        self.spectrograms.clear_stems()
-        if self.model_name is None:
-            self.spectrograms.set_separated_until(0.0, "not separated: no trained model installed")
-            self.statusBar().showMessage("No trained model installed yet: playing the original mix (see Models…)",
-                                         20000)
-            self.progress.hide()
-            return
-        self.spectrograms.set_separated_until(0.0, "separating…")
-        card = next((c.card for c in self.choices if c.card.name == self.model_name), None)
-        # Oracle cards use 30 s chunks; shorter ones let the view fill in as the work proceeds.
-        segment = ORACLE_SEGMENT_SECONDS if card is not None and card.kind == "oracle" else None
-        worker = SeparateWorker(self.song, self.model_name, None if self.device == "auto" else self.device,
-                                self.stems, self.ready, self.region_frames, self.grid, segment)
-        worker.info.connect(self._on_separation_info)
-        worker.block_ready.connect(self._on_block_ready)
-        worker.progress.connect(self._on_separation_progress)
-        worker.succeeded.connect(self._on_separated)
-        worker.failed.connect(self._on_separation_failed)
-        worker.done.connect(self._separation_finished)
-        self.sep_worker = worker
-        self.progress.setValue(0)
-        self.progress.show()
-        self.host.start(worker)
-
-    @Slot(str)
-    def _on_separation_failed(self, message: str) -> None:
-        if self.sender() is self.sep_worker:
-            self.show_error("Separation failed", message)
-
-    @Slot()
-    def _separation_finished(self) -> None:
-        if self.sender() is not self.sep_worker:
-            return
-        self.sep_worker = None
-        if self._separation_pending:
-            self._separation_pending = False
-            self.start_separation()
-        elif not self.separation_done:
-            self.progress.hide()
-            self.spectrograms.set_separated_until(self.spectrograms._done_seconds, "not separated")
-
-    @Slot(str, str)
-    def _on_separation_info(self, model: str, device: str) -> None:
-        self.model_label.setText(f"Model: {model}")
-        self.device_label.setText(f"Device: {device}")
-
-    @Slot(int, int, object)
-    def _on_block_ready(self, done_until: int, first_frame: int, columns: dict) -> None:
-        if self.sender() is not self.sep_worker or self.song is None:
-            return
-        for name, cols in columns.items():
-            self.spectrograms.set_columns(name, first_frame, cols)
-        self.spectrograms.set_separated_until(done_until / self.song.samplerate)
-
-    @Slot(float, str)
-    def _on_separation_progress(self, fraction: float, text: str) -> None:
-        if self.sender() is not self.sep_worker:
-            return
-        self.progress.setValue(int(fraction * 1000))
-        self.progress.setFormat(f"{text} %p%")
-
-    @Slot(object)
-    def _on_separated(self, model: str) -> None:
-        if self.sender() is not self.sep_worker:
-            return
-        self.separation_done = True
-        self.progress.hide()
-        self.statusBar().showMessage(f"Separated with {model}", 5000)
+        try:
+            self.device_label.setText(f"Device: {describe_device(select_device(self._compute_device()))}")
+        except ShotokuError as err:
+            self.device_label.setText("Device: unavailable")
+            self.device_label.setToolTip(str(err))
+            self.show_error("Device unavailable", str(err))
+        try:
+            self.playback.set_compute_device(self._compute_device())
+        except ShotokuError as err:
+            self.show_error("Cannot separate", str(err))
 
     # -- transport and mix -----------------------------------------------------------------------------------------
     def toggle_play(self) -> None:
-        self.playback.toggle()
+        if self.playback.playing:
+            self.playback.pause()
+        else:
+            self.playback.play()
 
     def seek(self, seconds: float) -> None:
         if self.song is None:
@@ -350,7 +309,7 @@ class MainWindow(QMainWindow):
         self.spectrograms.set_playhead(seconds)
 
     def seek_by(self, delta: float) -> None:
-        self.seek(self.playback.position_seconds() + delta)
+        self.seek(self.playback.position_seconds + delta)
 
     def _on_loop_changed(self, start: float, stop: float) -> None:
         try:
@@ -368,7 +327,7 @@ class MainWindow(QMainWindow):
         self.playback.set_loop(None, None)
 
     def _on_mix_changed(self, state: MixState) -> None:
-        self.playback.set_gains(gain_matrix(state, STEM_NAMES), db_to_linear(state.master_db))
+        push_mix(self.playback, state)
         for name, heard in audible(state).items():  # silenced stems fade back in the spectrogram view
             self.spectrograms.lanes[name].image.setOpacity(1.0 if heard else 0.3)
         preset = matching_preset(state)
@@ -382,13 +341,13 @@ class MainWindow(QMainWindow):
 
     def _tick(self) -> None:
         self._ticks += 1
-        if self._ticks % 33 == 0:  # about once a second
-            state = self.playback.check_output()
-            underruns = self.playback.underruns()
-            self._show_audio_state(state + (f" · {underruns} underruns" if underruns else ""))
+        self.poller.poll()
+        if self._ticks % 33 == 0 and self.playback.underruns:  # about once a second
+            self.audio_label.setToolTip(f"{self.playback.message or 'audio output'} · "
+                                        f"{self.playback.underruns} underruns")
         if self.song is None:
             return
-        position = self.playback.position_seconds()
+        position = self.playback.position_seconds
         playing = self.playback.playing
         self.spectrograms.set_playhead(position, follow=playing and self.follow_action.isChecked())
         self.time_label.setText(f"{format_time(position)} / {format_time(self.song.duration_seconds)}")
@@ -396,15 +355,14 @@ class MainWindow(QMainWindow):
             self._shown_playing = playing
             self.play_action.setText("Pause" if playing else "Play")
             self.play_action.setIcon(self.pause_icon if playing else self.play_icon)
-        levels, out = self.playback.levels()
-        self.mixer.set_levels({name: float(levels[i]) for i, name in enumerate(STEM_NAMES)}, out)
+        self.mixer.set_levels(self.playback.levels, self.playback.output_level)
 
     # -- sessions and export ---------------------------------------------------------------------------------------
     def current_session(self) -> Session | None:
         if self.song is None:
             return None
         return Session(self.song.path, self.model_name, self.device, self.mixer.state(),
-                       self.playback.position_seconds(), self.spectrograms.loop_region())
+                       self.playback.position_seconds, self.spectrograms.loop_region())
 
     def save_session_dialog(self) -> None:
         session = self.current_session()
@@ -451,10 +409,9 @@ class MainWindow(QMainWindow):
             self.show_error("Not separated yet", "export is possible once the separation has finished "
                             f"({'no trained model is installed' if self.model_name is None else 'still running'})")
             return None
-        state = self.mixer.state()
-        dialog = ExportDialog(self.host, self.song.export_name, self.stems, list(STEM_NAMES), self.song.samplerate,
-                              gain_matrix(state, STEM_NAMES), db_to_linear(state.master_db),
-                              self._export_folder(), self)
+        gains, master = self.playback.mix_gains()
+        dialog = ExportDialog(self.host, self.song.export_name, self.stems, list(self.playback.stems),
+                              self.playback.model_samplerate, gains, master, self._export_folder(), self)
         self.export_dialog = dialog
         dialog.show()
         return dialog

@@ -1,164 +1,135 @@
-"""A thin adapter between the window and the engine's real-time mixer (:mod:`engine.playback.mixer`).
+"""The Qt side of the engine's :class:`~engine.playback.session.PlaybackSession`: a poller that turns its state into
+signals for the window.
 
-It opens the engine's output stream (:class:`engine.playback.stream.AudioOutput`) whose callback is
-:meth:`Mixer.render`. With no PortAudio or no output device it falls back to a *silent clock*: a thread that renders blocks at the real-time rate and drops them, so the
-transport, playhead and meters behave exactly as with a sound card, and :attr:`Playback.device_state` says why
-nothing is heard. Swap this class for the engine's playback session once that exists: the window only uses the
-methods below.
+The session does the real work (the mixture plays at once, a child process separates from the play position into
+the memory-mapped stem store, regions cross-fade to stems when ready, a silent clock runs without an audio
+output). The window calls :meth:`SessionPoller.poll` from its timer; the poller watches the separation (a new
+generation clears the stem lanes, newly separated regions are drawn by a :class:`~app.workers.StemColumnsWorker`,
+never in the GUI thread) and the output state.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
+import math
 
 import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
 
-from engine.playback.mixer import Mixer, MixerSource
+from app import spectrum
+from app.presets import MIN_DB, MixState
+from app.workers import StemColumnsWorker, WorkerHost
+from engine.playback.session import PlaybackSession, SessionState
 
-log = logging.getLogger(__name__)
 
-BLOCK_FRAMES = 1024
+def push_mix(session: PlaybackSession, state: MixState) -> None:
+    """Hand the mixer panel's state to the session, which resolves mute/solo/pan (the export uses the same).
+
+    Stems the panel does not know are muted; the fader's bottom (``MIN_DB`` and below) is silence.
+    """
+    for name in session.stems:
+        strip = state.strips.get(name)
+        session.set_gain_db(name, -math.inf if strip is None or strip.gain_db <= MIN_DB else strip.gain_db)
+        session.set_mute(name, strip is None or strip.mute)
+        session.set_solo(name, strip is not None and strip.solo)
+        session.set_pan(name, strip.pan if strip is not None else 0.0)
+    session.set_master_gain_db(-math.inf if state.master_db <= MIN_DB else state.master_db)
 
 
-class Playback:
-    """Transport and mixer controls for one song at a time.
+class SessionPoller(QObject):
+    """Polls a :class:`PlaybackSession` (GUI thread) and draws separated stems in the background.
 
     Args:
-        n_stems: stems the mixer mixes (STEM_NAMES order).
-        samplerate: output rate (songs are loaded at this rate).
-        use_device: False skips sounddevice entirely (tests) and runs the silent clock.
+        session: the session the window drives.
+        host: starts (and on shutdown joins) the spectrogram workers.
     """
 
-    def __init__(self, n_stems: int, samplerate: int = 44100, use_device: bool = True) -> None:
-        self.samplerate = samplerate
-        self.mixer = Mixer(n_stems, n_out_channels=2, max_block=8192, samplerate=samplerate)
-        self.device_state = "no audio output"
-        self.has_device = False
-        self._stream = None
-        self._clock: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._n_frames = 0
-        self._open(use_device)
+    separation_started = Signal()  #: a new separation began (new song, model or device): clear the stem lanes
+    columns_ready = Signal(int, object)  #: first frame, {stem: dB columns} of the current separation
+    progress = Signal(float)  #: fraction of the song separated, 0..1
+    separated = Signal(str)  #: every region separated and drawn; the model's name
+    failed = Signal(str)  #: the separation stopped with this reason
+    output_changed = Signal(str, str)  #: SessionState value, message
 
-    # -- output ---------------------------------------------------------------------------------------------------
-    def _open(self, use_device: bool) -> None:
-        reason = "audio output disabled"
-        if use_device:
-            from engine.errors import PlaybackError
-            from engine.playback.stream import AudioOutput
+    def __init__(self, session: PlaybackSession, host: WorkerHost, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session, self.host = session, host
+        self.grid: spectrum.SpectrogramGrid | None = None
+        self.generation = -1
+        self.drawn = np.zeros(0, dtype=bool)  #: frames of the grid already drawn (or being drawn)
+        self.done = False  #: the current separation is complete and drawn
+        self._worker: StemColumnsWorker | None = None
+        self._reported_error: str | None = None
+        self._output: tuple[str, str] = ("", "")
+        self._n_ready = -1
 
-            output = AudioOutput(self.mixer.render)
-            try:
-                rate = output.open(None, self.samplerate, channels=2)
-            except PlaybackError as err:
-                reason = str(err)
-            else:
-                if rate == self.samplerate and output.n_channels == 2:
-                    self._stream = output
-                    self.has_device = True
-                    name = output.device.name if output.device else "default output"
-                    self.device_state = f"Audio: {name}"
-                    return
-                output.close()
-                reason = f"the output runs at {rate} Hz / {output.n_channels} channels, not {self.samplerate} Hz stereo"
-        self.device_state = f"No audio output: {reason} (playing silently)"
-        log.warning(self.device_state)
-        self._clock = threading.Thread(target=self._silent_clock, name="shotoku-silent-clock", daemon=True)
-        self._clock.start()
+    def set_grid(self, grid: spectrum.SpectrogramGrid | None) -> None:
+        """A new song: its spectrogram grid (the session's separation is polled against it)."""
+        self.grid = grid
+        self.generation = -1
+        self.done = False
 
-    def check_output(self) -> str:
-        """Poll the output (from a timer); returns :attr:`device_state`, updated if the device was lost."""
-        if self._stream is not None:
-            from engine.playback.stream import OutputState
-
-            if self._stream.check() == OutputState.DEVICE_LOST:
-                self.has_device = False
-                self.device_state = f"No audio output: {self._stream.message}"
-        return self.device_state
-
-    def underruns(self) -> int:
-        return int(self._stream.underruns) if self._stream is not None else 0
-
-    def _silent_clock(self) -> None:
-        out = np.zeros((BLOCK_FRAMES, 2), dtype=np.float32)
-        period = BLOCK_FRAMES / self.samplerate
-        deadline = time.monotonic()
-        while not self._stop.is_set():
-            self.mixer.render(out)
-            deadline += period
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
-                deadline = time.monotonic()
-
-    def close(self) -> None:
-        """Stop the stream or the silent clock and join it."""
-        self.mixer.request_pause()
-        self._stop.set()
-        if self._clock is not None:
-            self._clock.join(timeout=5)
-            self._clock = None
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-    # -- song ------------------------------------------------------------------------------------------------------
-    def set_song(self, mixture: np.ndarray, stems: np.ndarray, ready: np.ndarray, region_frames: int) -> None:
-        """Play from a new song (stops and rewinds)."""
-        self.mixer.set_source(MixerSource(mixture, stems, ready, region_frames))
-        self._n_frames = int(mixture.shape[1])
-
-    def clear(self) -> None:
-        self.mixer.set_source(None)
-        self._n_frames = 0
-
-    # -- transport -------------------------------------------------------------------------------------------------
-    @property
-    def playing(self) -> bool:
-        return self.mixer.playing
-
-    def play(self) -> None:
-        if self._n_frames:
-            if self.mixer.at_end or self.mixer.position >= self._n_frames:
-                self.mixer.request_seek(0)
-            self.mixer.request_play()
-
-    def pause(self) -> None:
-        self.mixer.request_pause()
-
-    def toggle(self) -> None:
-        self.pause() if self.playing else self.play()
-
-    def seek(self, seconds: float) -> None:
-        self.mixer.request_seek(int(max(0.0, seconds) * self.samplerate))
-
-    def position_seconds(self) -> float:
-        """The play position; a seek not yet carried out counts as done."""
-        pending = self.mixer.seek_pending
-        frame = pending if pending is not None else self.mixer.position
-        return frame / self.samplerate
-
-    def set_loop(self, start_seconds: float | None, stop_seconds: float | None) -> None:
-        if start_seconds is None or stop_seconds is None:
-            self.mixer.set_loop(None, None)
+    def poll(self) -> None:
+        """Emit what changed since the last call (call from a ~30 ms timer)."""
+        session = self.session
+        state = (session.state.value, session.message)
+        if state != self._output:
+            self._output = state
+            self.output_changed.emit(*state)
+        if self.grid is None or session.separation_model is None:
             return
-        self.mixer.set_loop(int(start_seconds * self.samplerate), int(stop_seconds * self.samplerate))
+        if session.separation_generation != self.generation:
+            self.generation = session.separation_generation
+            self.drawn = np.zeros(self.grid.n_frames, dtype=bool)
+            self.done, self._reported_error, self._n_ready = False, None, -1
+            if self._worker is not None:
+                self._worker.cancel()
+                self._worker = None
+            self.separation_started.emit()
+        error = session.separation_error
+        if error and error != self._reported_error:
+            self._reported_error = error
+            self.failed.emit(error)
+        stems = session.separated_stems
+        if stems is None or self.done or self._worker is not None:
+            return
+        ready = session.separation_ready
+        n_ready = int(ready.sum())
+        if n_ready != self._n_ready:
+            self._n_ready = n_ready
+            self.progress.emit(n_ready / ready.size)
+        new = spectrum.computable_frames(self.grid, ready, session.separation_region_samples) & ~self.drawn
+        if new.any():
+            self.drawn |= new
+            worker = StemColumnsWorker(stems, list(session.stems), spectrum.runs(new), self.grid, self.generation)
+            worker.columns_ready.connect(self._on_columns)
+            worker.done.connect(self._on_worker_done)
+            self._worker = worker
+            self.host.start(worker)
+        elif ready.size and ready.all() and session.separation_done:
+            self.done = True
+            self.separated.emit(session.separation_model or "")
 
-    # -- mixing ----------------------------------------------------------------------------------------------------
-    def set_gains(self, gains: np.ndarray, master: float) -> None:
-        """``gains`` ``(n_stems, 2)`` linear (mute, solo and pan resolved); ``master`` linear."""
-        self.mixer.set_stem_gains(gains)
-        self.mixer.master_target = float(master)
+    @Slot(int, int, object)
+    def _on_columns(self, generation: int, first: int, columns: dict) -> None:
+        if generation == self.generation:
+            self.columns_ready.emit(first, columns)
 
-    def stem_gains(self) -> np.ndarray:
-        return self.mixer.target_gain.copy()
+    @Slot()
+    def _on_worker_done(self) -> None:
+        if self.sender() is self._worker:
+            self._worker = None
 
-    def levels(self) -> tuple[np.ndarray, float]:
-        """Per-stem peaks of the last block (after gain) and the output peak."""
-        return self.mixer.levels.copy(), float(self.mixer.out_level)
+    def unseparated_spans(self) -> list[tuple[float, float]]:
+        """``[(start, stop), ...]`` seconds of the song not separated yet (all of it before the work starts)."""
+        if self.grid is None:
+            return []
+        ready = self.session.separation_ready
+        if ready.size == 0:
+            return [(0.0, self.grid.duration_seconds)]
+        seconds = self.session.separation_region_samples / self.grid.samplerate
+        return [(a * seconds, min(b * seconds, self.grid.duration_seconds)) for a, b in spectrum.runs(~ready)]
 
-    def separated_weight(self) -> float:
-        return float(self.mixer.separated_weight)
+    @property
+    def silent(self) -> bool:
+        """True when nothing can be heard (no output device, or it was lost)."""
+        return self.session.state in (SessionState.NO_OUTPUT, SessionState.DEVICE_LOST)

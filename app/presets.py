@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 #: The fader's bottom: at or below this the gain is -inf dB (silence).
 MIN_DB = -60.0
 #: The fader's top.
@@ -115,30 +113,10 @@ def audible(state: MixState) -> dict[str, bool]:
     return {name: (not s.mute) and (s.solo or not any_solo) for name, s in state.strips.items()}
 
 
-def pan_gains(pan: float) -> tuple[float, float]:
-    """Balance law for stereo stems: centre is unity on both sides; panning turns the other side down."""
-    pan = max(-1.0, min(1.0, pan))
-    return (min(1.0, 1.0 - pan), min(1.0, 1.0 + pan))
-
-
 def effective_gains(state: MixState) -> dict[str, float]:
     """Linear gain of each stem after fader, mute and solo (pan not included)."""
     heard = audible(state)
     return {name: db_to_linear(s.gain_db) if heard[name] else 0.0 for name, s in state.strips.items()}
-
-
-def gain_matrix(state: MixState, stems: list[str] | tuple[str, ...]) -> np.ndarray:
-    """``(n_stems, 2)`` float32 linear gains (fader, mute, solo, pan) in ``stems`` order, for the mixer.
-
-    Stems missing from ``state`` are silent.
-    """
-    gains = effective_gains(state)
-    out = np.zeros((len(stems), 2), dtype=np.float32)
-    for i, name in enumerate(stems):
-        if name in state.strips:
-            left, right = pan_gains(state.strips[name].pan)
-            out[i] = (gains[name] * left, gains[name] * right)
-    return out
 
 
 def apply_preset(state: MixState, name: str, target: str | None = None) -> MixState:

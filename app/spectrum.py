@@ -59,11 +59,13 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 
 
 def compute_columns(
-    mono: np.ndarray, grid: SpectrogramGrid, first: int = 0, stop: int | None = None, batch: int = 256
+    mono: np.ndarray, grid: SpectrogramGrid, first: int = 0, stop: int | None = None, batch: int = 256,
+    offset: int = 0,
 ) -> np.ndarray:
     """dB magnitude of frames ``[first, stop)``: ``(n_bins, n)`` float32, C-contiguous, finite.
 
-    0 dB is a full-scale sine; values are clipped to ``[DB_FLOOR, 0]``.
+    ``mono`` holds the song's samples from ``offset`` on (a slice: only the frames' span need be read; samples
+    outside it count as silence). 0 dB is a full-scale sine; values are clipped to ``[DB_FLOOR, 0]``.
     """
     stop = grid.n_frames if stop is None else min(stop, grid.n_frames)
     n = max(0, stop - first)
@@ -75,7 +77,7 @@ def compute_columns(
     half = grid.n_fft // 2
     for b0 in range(0, n, batch):
         b1 = min(n, b0 + batch)
-        starts = (np.arange(first + b0, first + b1) * grid.hop_length - half)[:, None]
+        starts = (np.arange(first + b0, first + b1) * grid.hop_length - half - offset)[:, None]
         index = starts + np.arange(grid.n_fft)[None, :]
         valid = (index >= 0) & (index < mono.shape[0])
         frames = np.where(valid, mono[np.clip(index, 0, max(0, mono.shape[0] - 1))], 0.0).astype(np.float32)
@@ -104,3 +106,27 @@ def magma_lut() -> np.ndarray:
     x = np.linspace(0.0, 1.0, 256)
     lut = np.stack([np.interp(x, stops[:, 0], stops[:, k]) for k in (1, 2, 3)], axis=1)
     return np.ascontiguousarray(np.round(lut).astype(np.uint8))
+
+
+def frame_span(grid: SpectrogramGrid, first: int, stop: int) -> tuple[int, int]:
+    """Samples ``[start, end)`` (clipped to the song) that frames ``[first, stop)`` read."""
+    half = grid.n_fft // 2
+    return max(0, first * grid.hop_length - half), min(grid.n_samples, (stop - 1) * grid.hop_length + half)
+
+
+def computable_frames(grid: SpectrogramGrid, ready: np.ndarray, region_samples: int) -> np.ndarray:
+    """``(n_frames,)`` bool: frames whose whole window lies in ready regions (``ready`` ``(n_regions,)`` bool)."""
+    if ready.size == 0:
+        return np.zeros(grid.n_frames, dtype=bool)
+    centres = np.arange(grid.n_frames) * grid.hop_length
+    half = grid.n_fft // 2
+    first = np.clip((centres - half) // region_samples, 0, ready.size - 1)
+    last = np.clip((np.minimum(centres + half, grid.n_samples) - 1) // region_samples, 0, ready.size - 1)
+    return ready[first] & ready[last]
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous ``[start, stop)`` runs of True in a bool array."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]

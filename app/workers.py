@@ -1,4 +1,8 @@
-"""Background work in QThreads: loading a song, separating it, exporting. The GUI never waits on them.
+"""Background work in QThreads: loading a song, drawing stem spectrograms, exporting. The GUI never waits on them.
+
+Separation itself runs in the engine's playback session (:class:`engine.playback.session.PlaybackSession`: a
+worker process streaming from the play position into the stem store); :class:`StemColumnsWorker` draws what it
+has separated.
 
 Each job is a :class:`Worker` (a QObject moved to its own QThread) that reports through signals; signals cross to
 the GUI thread queued. Cancelling sets a :class:`threading.Event` the job checks at least once per block.
@@ -8,7 +12,6 @@ the GUI thread queued. Cancelling sets a :class:`threading.Event` the job checks
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import traceback
 from dataclasses import dataclass
@@ -150,81 +153,35 @@ class LoadWorker(Worker):
 
 
 # --------------------------------------------------------------------------------------------------------------
-def inference_threads() -> int:
-    """Torch threads for separation: leave one core to the GUI and the audio callback."""
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
-class SeparateWorker(Worker):
-    """Run a model over a song block by block, writing into shared buffers the mixer plays from.
+class StemColumnsWorker(Worker):
+    """Compute the stem lanes' dB columns for frame runs whose samples are separated (read from the stem store).
 
     Args:
-        stems: ``(len(STEM_NAMES), 2, n_samples)`` float32, written in place (STEM_NAMES order).
-        ready: ``(n_regions,)`` uint8, set to 1 once region ``k`` of ``stems`` is final.
-        region_frames: samples per region.
-        segment_seconds: chunk length (None: the model's own).
+        stems: ``(n_stems, 2, n_samples)`` read-only (the session's memory-mapped stem store), ``names`` order.
+        frame_runs: ``[(first, stop), ...]`` frame ranges of ``grid`` to compute (only their samples are read).
+        generation: the session's separation generation these columns belong to (stale results are dropped).
     """
 
-    info = Signal(str, str)  #: model name, device label (once the model is loaded)
-    block_ready = Signal(int, int, object)  #: done_until sample, first frame, {stem: dB columns}
+    columns_ready = Signal(int, int, object)  #: generation, first frame, {stem: dB columns (n_bins, n)}
 
-    def __init__(
-        self,
-        song: Song,
-        model_name: str,
-        device: str | None,
-        stems: np.ndarray,
-        ready: np.ndarray,
-        region_frames: int,
-        grid: spectrum.SpectrogramGrid,
-        segment_seconds: float | None = None,
-    ) -> None:
+    def __init__(self, stems: np.ndarray, names: list[str], frame_runs: list[tuple[int, int]],
+                 grid: spectrum.SpectrogramGrid, generation: int) -> None:
         super().__init__()
-        self.song, self.model_name, self.device = song, model_name, device
-        self.segment_seconds = segment_seconds
-        self.stems, self.ready, self.region_frames, self.grid = stems, ready, region_frames, grid
+        self.stems, self.names, self.frame_runs, self.grid, self.generation = stems, names, frame_runs, grid, generation
 
-    def work(self) -> str:
-        from engine.separation.device import describe_device
-        from engine.separation.separator import Separator
-
-        self.progress.emit(0.0, f"Loading model {self.model_name}…")
-        separator = Separator(self.model_name, device=self.device, segment_seconds=self.segment_seconds,
-                              n_threads=inference_threads())
-        self.check_cancel()
-        self.info.emit(self.model_name, describe_device(separator.device))
-        rows = [STEM_NAMES.index(s) if s in STEM_NAMES else -1 for s in separator.sources]
-        n_samples = self.song.n_samples
-        done_until = 0
-        frames_done = 0
-
-        def on_progress(p: object) -> None:
-            self.check_cancel()
-
-        blocks = separator.iter_stems(
-            self.song.mixture, self.song.samplerate, progress=on_progress, cancel=self.cancel_event,
-            references=self.song.references,
-        )
-        for block, _ in blocks:
-            self.check_cancel()
-            length = block.shape[-1]
-            for i, row in enumerate(rows):
-                if row >= 0:
-                    self.stems[row, :, done_until:done_until + length] = block[i]
-            done_until += length
-            self.check_cancel()
-            n_ready = len(self.ready) if done_until >= n_samples else done_until // self.region_frames
-            self.ready[:n_ready] = 1
-            frames_stop = self.grid.frames_complete_before(done_until)
-            columns = {
-                name: spectrum.compute_columns(spectrum.to_mono(self.stems[STEM_NAMES.index(name)]), self.grid,
-                                               frames_done, frames_stop)
-                for name in separator.sources if name in STEM_NAMES
-            }
-            self.block_ready.emit(done_until, frames_done, columns)
-            frames_done = frames_stop
-            self.progress.emit(done_until / max(1, n_samples), f"Separating with {self.model_name}")
-        return self.model_name
+    def work(self) -> int:
+        for first, stop in self.frame_runs:
+            for a in range(first, stop, 512):
+                b = min(stop, a + 512)
+                self.check_cancel()
+                start, end = spectrum.frame_span(self.grid, a, b)
+                columns = {
+                    name: spectrum.compute_columns(spectrum.to_mono(self.stems[i, :, start:end]), self.grid, a, b,
+                                                   offset=start)
+                    for i, name in enumerate(self.names) if name in STEM_NAMES
+                }
+                self.columns_ready.emit(self.generation, a, columns)
+        return self.generation
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -239,14 +196,19 @@ class ExportJob:
 
 
 class ExportWorker(Worker):
-    """Write stems and/or the remix to files, block by block, atomically (a cancelled file leaves nothing)."""
+    """Write stems and/or the remix to files, block by block, atomically (a cancelled file leaves nothing).
+
+    ``stems`` ``(n_stems, 2, n_samples)`` in ``stem_names`` order (the session's stem store, read in blocks); a
+    remix job's ``gains`` come from :meth:`engine.playback.session.PlaybackSession.mix_gains`, as playback's.
+    """
 
     def __init__(
         self, jobs: list[ExportJob], stems: np.ndarray, samplerate: int, format: str, bit_depth: str | None,
-        block: int = 1 << 17,
+        block: int = 1 << 17, stem_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.jobs, self.stems, self.samplerate = jobs, stems, samplerate
+        self.stem_names = list(stem_names or STEM_NAMES)
         self.format, self.bit_depth, self.block = format, bit_depth, block
 
     def work(self) -> list[Path]:
@@ -262,9 +224,9 @@ class ExportWorker(Worker):
                     self.check_cancel()
                     stop = min(n_samples, start + self.block)
                     if job.stem is not None:
-                        data = self.stems[STEM_NAMES.index(job.stem), :, start:stop]
+                        data = self.stems[self.stem_names.index(job.stem), :, start:stop]
                     else:
-                        gains = job.gains if job.gains is not None else np.ones((len(STEM_NAMES), 2), np.float32)
+                        gains = job.gains if job.gains is not None else np.ones((len(self.stem_names), 2), np.float32)
                         data = np.einsum("sc,scn->cn", gains, self.stems[:, :, start:stop]) * job.master
                     writer.write(data)
                     self.progress.emit((index * n_samples + stop) / total, f"Writing {job.path.name}")

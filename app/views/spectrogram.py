@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QGraphicsSimpleTextItem
+from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
 
 from app import spectrum
 from app.theme import STEM_COLORS
@@ -112,7 +112,7 @@ class SpectrogramLane:
         self.image = pg.ImageItem()
         self.image.setLookupTable(spectrum.magma_lut())
         self.plot.addItem(self.image)
-        self.hatch = QGraphicsRectItem()
+        self.hatch = QGraphicsPathItem()
         self.hatch.setBrush(QBrush(QColor(170, 170, 200, 150), Qt.BrushStyle.BDiagPattern))
         self.hatch.setPen(QPen(Qt.PenStyle.NoPen))
         self.hatch.setZValue(5)
@@ -132,16 +132,20 @@ class SpectrogramLane:
         self.plot.addItem(self.playhead)
         self.data: np.ndarray | None = None
 
-    def set_hatch(self, start: float, stop: float, bottom: float, top: float, text: str) -> None:
-        """Hatch ``[start, stop)`` seconds (hidden when empty) with ``text`` in its middle."""
-        if stop <= start:
+    def set_hatch(self, spans: list[tuple[float, float]], bottom: float, top: float, text: str) -> None:
+        """Hatch each ``[start, stop)`` span in seconds (hidden when none) with ``text`` at the first one."""
+        spans = [(a, b) for a, b in spans if b > a]
+        if not spans:
             self.hatch.hide()
             self.hatch_text.hide()
             return
-        self.hatch.setRect(QRectF(start, bottom, stop - start, top - bottom))
+        path = QPainterPath()
+        for start, stop in spans:
+            path.addRect(QRectF(start, bottom, stop - start, top - bottom))
+        self.hatch.setPath(path)
         self.hatch.show()
         self.hatch_text.setText(f"  {text}" if text else "")
-        self.hatch_text.setPos(start, top)
+        self.hatch_text.setPos(spans[0][0], top)
         self.hatch_text.setVisible(bool(text))
 
 
@@ -174,7 +178,7 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
         hint.view.setRange(xRange=(0.0, 1.0), yRange=(0.0, 1.0), padding=0.0)
         hint.hatch_text.setText("Drop a song here, or use File › Open (Ctrl+O)")
         hint.hatch_text.setPos(0.02, 0.6)
-        self._done_seconds = 0.0
+        self._unseparated: list[tuple[float, float]] | None = None
         self._hatch_text = ""
         self._syncing = False
 
@@ -185,7 +189,7 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
         for lane in self.lanes.values():
             lane.data = np.full((grid.n_bins, grid.n_frames), spectrum.DB_FLOOR, dtype=np.float32)
             lane.loop.hide()
-        self._done_seconds = 0.0
+        self._unseparated: list[tuple[float, float]] | None = None
         self._apply_axes()
         self.zoom_to_fit()
 
@@ -209,15 +213,20 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
 
     def set_separated_until(self, seconds: float, text: str | None = None) -> None:
         """Hatch the stem lanes from ``seconds`` to the end (the part not separated yet)."""
-        self._done_seconds = seconds
+        end = self.grid.duration_seconds if self.grid is not None else seconds
+        self.set_unseparated([(seconds, end)], text)
+
+    def set_unseparated(self, spans: list[tuple[float, float]] | None, text: str | None = None) -> None:
+        """Hatch the stem lanes over ``spans`` (seconds) not separated yet; None: the whole song."""
+        self._unseparated = spans
         if text is not None:
             self._hatch_text = text
         if self.grid is None:
             return
         bottom, top = self._y_range()
-        end = self.grid.duration_seconds
+        spans = [(0.0, self.grid.duration_seconds)] if spans is None else spans
         for name in self.stems:
-            self.lanes[name].set_hatch(seconds, end, bottom, top, self._hatch_text)
+            self.lanes[name].set_hatch(spans, bottom, top, self._hatch_text)
 
     def _y_range(self) -> tuple[float, float]:
         assert self.grid is not None
@@ -252,7 +261,7 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
             self._redraw(lane)
             lane.freq_axis.picture = None
             lane.freq_axis.update()
-        self.set_separated_until(self._done_seconds)
+        self.set_unseparated(self._unseparated)
 
     def set_log_frequency(self, on: bool) -> None:
         self.log_frequency = bool(on)

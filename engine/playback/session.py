@@ -4,14 +4,15 @@ Opening a song plays its original mixture at once; a background worker separates
 play position onwards (into the on-disk stem store), and each region switches to the remixable stems, with a
 cross-fade, as soon as it is ready. Control methods may be called from any (non-audio) thread; the GUI polls the
 read-only properties from a timer (~30 Hz): :attr:`position_seconds`, :attr:`region_ready`, :attr:`levels`,
-:attr:`underruns`, :attr:`state`, :attr:`message`.
+:attr:`underruns`, :attr:`state`, :attr:`message`, and the separated stems (:attr:`separated_stems`,
+:attr:`separation_ready`, :attr:`separation_done`). Without an audio output a silent clock
+(:mod:`engine.playback.silent`) renders the mixer at real-time rate, so the transport and meters still run.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import math
 import sys
 import threading
 import time
@@ -21,12 +22,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soxr
 
+from engine import STEM_NAMES
 from engine.errors import PlaybackError, ShotokuError
-from engine.playback.mixer import Mixer, MixerSource, resolve_gains
+from engine.playback.controls import StripControls
+from engine.playback.mixer import Mixer, MixerSource
+from engine.playback.models import ResolvedModel
 from engine.playback.ratematch import RegionResampler
+from engine.playback.separating import NO_MODEL_MESSAGE, SongSeparation
+from engine.playback.silent import SilentClock
 from engine.playback.stream import AudioOutput, OutputState, refresh_devices
-from engine.separation.cache import DEFAULT_REGION_SAMPLES, StemCache, StemEntry, cache_key
-from engine.separation.streaming import StreamingSeparator, default_worker_threads, torch_model_fn
+from engine.separation.cache import DEFAULT_REGION_SAMPLES, StemCache, StemEntry
+from engine.separation.streaming import StreamingSeparator, default_worker_threads
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,16 +53,7 @@ class SessionState(enum.StrEnum):
     DEVICE_LOST = "device-lost"  #: the output vanished while playing; choose a device to resume
 
 
-class _CardModel:
-    """What the session needs of a model (names, rate, chunk length), read from its card without the weights."""
-
-    def __init__(self, card) -> None:
-        self.card, self.name = card, card.name
-        self.sources, self.samplerate, self.n_channels = list(card.sources), int(card.samplerate), card.n_channels
-        self.segment_samples = int(card.segment_seconds * card.samplerate)
-
-
-class PlaybackSession:
+class PlaybackSession(SongSeparation, StripControls):
     """A song, its streaming separation, the real-time mixer and the audio output.
 
     Args:
@@ -72,6 +69,7 @@ class PlaybackSession:
             mixer, and a busy thread holds it up to this long before handing it back (Python's default: 5 ms).
         worker_process: run the model in a child process (default; measured: fewer underruns, as the model can
             then never hold this process's GIL) rather than in a thread of this process.
+        compute_device: where the model runs ("cpu", "cuda", "cuda:1", ...; None/"auto": the best available).
     """
 
     def __init__(
@@ -85,6 +83,7 @@ class PlaybackSession:
         open_output: bool = True,
         gil_switch_interval: float | None = 0.001,
         worker_process: bool = True,
+        compute_device: str | None = None,
     ) -> None:
         self.worker_process = worker_process
         self._saved_switch_interval = sys.getswitchinterval()
@@ -102,18 +101,23 @@ class PlaybackSession:
         self.title = ""
         self._message = ""
         self._device = device
-        self._gains_db = np.zeros(0)
-        self._mutes = np.zeros(0, dtype=bool)
-        self._solos = np.zeros(0, dtype=bool)
-        self._pans = np.zeros(0)
         self._master_db = 0.0
+        self._reset_controls()
+        self.compute_device = compute_device
+        self._references: dict[str, np.ndarray] | None = None
+        self._opener: threading.Thread | None = None
+        self._generation = 0
+        self._clock = SilentClock(self._render, lambda: self.samplerate or 44100,
+                                  lambda: self.mixer.n_out_channels if self.mixer is not None else 2)
         self._mix_model_rate: np.ndarray | None = None
         self._entry: StemEntry | None = None
         self._worker: StreamingSeparator | None = None
         self._resampler: RegionResampler | None = None
         self._ready: np.ndarray | None = None
-        self._model = None
+        self._model: ResolvedModel | None = None
         self._model_key: str | None = None
+        self.separation_model: str | None = None  #: the model separating the open song (None: none)
+        self._region_samples = DEFAULT_REGION_SAMPLES
         self._lock = threading.RLock()  # control side only; the callback never takes it
         self._closed = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="shotoku-playback-monitor", daemon=True)
@@ -136,12 +140,15 @@ class PlaybackSession:
             self._device = device
             position = self.position_seconds
             self.output.close()
+            self._clock.stop()
             preferred = samplerate or self.model_samplerate or 44100
             try:
                 refresh_devices()
                 rate = self.output.open(device, preferred, channels=2)
             except PlaybackError as err:
                 self._message = str(err)
+                if not self._closed.is_set():
+                    self._clock.start()
                 return False
             self._message = ""
             if self.mixer is None or rate != self.samplerate or self.output.n_channels != self.mixer.n_out_channels:
@@ -167,91 +174,64 @@ class PlaybackSession:
         model: str | nn.Module | None = None,
         play: bool = True,
         region_samples: int = DEFAULT_REGION_SAMPLES,
+        references: dict[str, np.ndarray] | None = None,
+        separate: bool = True,
     ) -> None:
         """Open a song and (by default) start playing its original mixture at once.
 
         Args:
             source: a file path, or an :class:`engine.audio.Audio` (``samples (n_channels, n_samples)``, ``samplerate``).
             model: a model name, a loaded model (nn.Module with ``sources``, ``samplerate``, ``segment_samples``),
-                or None for the session's default.
+                or None for the session's default. With no model given and none installed, the mixture plays
+                alone and :attr:`message` says so.
             play: start playback immediately.
             region_samples: stem-store region length (model-rate samples).
+            references: the song's true stems ``{name: (n_channels, n_samples)}`` at the source's rate; oracle
+                models (``needs_references``) separate with them.
+            separate: False plays the mixture only (no model), and :attr:`message` says so.
         Raises:
-            ShotokuError (AudioLoadError, ModelLoadError, ...) when the song or model cannot be loaded.
+            ShotokuError (AudioLoadError, ModelLoadError, ...) when the song or model cannot be loaded, or an
+            oracle model gets no references.
         """
         self.close_song()
-        model_obj, name, sha = self._resolve_model(model)
-        rate = int(model_obj.samplerate)
+        resolved = self._resolve(model) if separate else None
         if isinstance(source, str | Path):
             from engine.audio import load_audio
 
-            audio = load_audio(source, samplerate=rate, n_channels=2)
-            samples, self.title = audio.samples, Path(source).name
+            rate = int(resolved.model.samplerate) if resolved is not None else 44100
+            source_rate = rate
+            samples, self.title = load_audio(source, samplerate=rate, n_channels=2).samples, Path(source).name
         else:
+            source_rate = int(source.samplerate)
+            rate = int(resolved.model.samplerate) if resolved is not None else source_rate
             samples = np.asarray(source.samples, dtype=np.float32)
-            if int(source.samplerate) != rate:
-                samples = soxr.resample(samples.T, int(source.samplerate), rate, quality="HQ").T
+            if source_rate != rate:
+                samples = soxr.resample(samples.T, source_rate, rate, quality="HQ").T
             self.title = str(getattr(source, "path", None) or "audio")
         if samples.ndim != 2 or samples.shape[0] not in (1, 2) or samples.shape[1] == 0:
             raise ShotokuError(f"{self.title}: expected (n_channels, n_samples) audio, got {samples.shape}")
         if samples.shape[0] == 1:
             samples = np.repeat(samples, 2, axis=0)
         samples = np.ascontiguousarray(samples, dtype=np.float32)
+        if references is not None and source_rate != rate:
+            references = {k: soxr.resample(np.asarray(v, np.float32).T, source_rate, rate, "HQ").T
+                          for k, v in references.items()}
+        model_in = self._model_input(resolved, samples, references)
         with self._lock:
             self._mix_model_rate = samples
+            self._references = references
             self.model_samplerate = rate
             self.duration_seconds = samples.shape[1] / rate
-            if list(model_obj.sources) != self.stems or self.mixer is None:
-                self.stems = list(model_obj.sources)
-                self._gains_db = np.zeros(len(self.stems))
-                self._mutes = np.zeros(len(self.stems), dtype=bool)
-                self._solos = np.zeros(len(self.stems), dtype=bool)
-                self._pans = np.zeros(len(self.stems))
-                if self.samplerate == 0:
-                    self.samplerate = rate
-                self._build_mixer()
+            self._set_stems(list(resolved.model.sources) if resolved is not None else list(STEM_NAMES))
+            self._message = "" if resolved is not None else NO_MODEL_MESSAGE
             self._region_samples = region_samples
             self._entry = None
             self._install_source()
             self._apply_controls()
             if play:
                 self.play()
-        # Everything below runs off the playback path: hashing, the cache entry, the worker.
-        threading.Thread(
-            target=self._start_separation, args=(model_obj, name, sha, samples), name="shotoku-open", daemon=True
-        ).start()
-
-    def _resolve_model(self, model):
-        if model is None or isinstance(model, str):
-            name = model or self.model_name
-            if name is None:
-                from engine.separation.registry import default_model_name
-
-                name = default_model_name()
-            if self._model is None or self._model_key != name:
-                if self.worker_process:  # the child process loads the weights; here only the card is needed
-                    from engine.separation.registry import get_card
-
-                    self._model, self._model_key = _CardModel(get_card(name)), name
-                else:
-                    from engine.separation.registry import load_model
-
-                    self._model, self._model_key = load_model(name), name
-            model_obj = self._model
-        else:
-            model_obj = model
-            name = getattr(getattr(model, "card", None), "name", None) or type(model).__name__
-        card = getattr(model_obj, "card", None)
-        sha = getattr(card, "weights_sha256", None)
-        if sha is None and card is None and any(True for _ in getattr(model_obj, "parameters", list)()):
-            # An uncarded model (tests, benchmarks): key the cache on its parameters.
-            import hashlib
-
-            digest = hashlib.sha256()
-            for p in model_obj.state_dict().values():
-                digest.update(p.detach().cpu().numpy().tobytes())
-            sha = digest.hexdigest()
-        return model_obj, name, sha
+            if resolved is not None:
+                self._launch(resolved, samples, model_in)
 
     def _install_source(self, swap: bool = False) -> None:
         """Give the mixer the current song at the output rate (stems as far as they are ready).
@@ -287,43 +267,6 @@ class PlaybackSession:
         else:
             self.mixer.set_source(source)
 
-    def _start_separation(self, model_obj, name: str, sha: str | None, samples: np.ndarray) -> None:
-        try:
-            key = cache_key(samples, self.model_samplerate, name, sha)
-            entry = self.cache.open(
-                key, list(model_obj.sources), 2, samples.shape[1], self.model_samplerate, self._region_samples,
-                info={"model": name, "title": self.title},
-            )
-        except (OSError, ValueError) as err:
-            self._message = f"stem cache unavailable ({err}); playing the original only"
-            return
-        with self._lock:
-            if self._mix_model_rate is not samples or self._closed.is_set():
-                entry.close()
-                return
-            self._entry = entry
-            in_child = isinstance(model_obj, _CardModel) and model_obj.name or model_obj
-            worker = StreamingSeparator(
-                None if self.worker_process else torch_model_fn(model_obj, self.worker_threads), samples, entry,
-                int(model_obj.segment_samples), on_ready=self._on_region_ready, on_error=self._on_worker_error,
-                process_model=in_child if self.worker_process else None, n_threads=self.worker_threads,
-            )
-            self._worker = worker
-            # Swap in a source with stems (nothing ready yet); position and transport carry on, no click.
-            self._install_source(swap=True)
-            position = self._position_frames()
-            worker.prioritise(int(position * self.model_samplerate / self.samplerate))
-            worker.start()
-
-    def _on_region_ready(self, k: int) -> None:  # worker thread
-        if self._resampler is not None:
-            self._resampler.region_ready(k)
-        elif self._ready is not None:
-            self._ready[k] = 1
-
-    def _on_worker_error(self, message: str) -> None:  # worker thread
-        self._message = message
-
     def close_song(self) -> None:
         """Stop playback, stop the worker and release the song (the stem cache keeps what was separated)."""
         with self._lock:
@@ -333,11 +276,13 @@ class PlaybackSession:
             worker, self._worker = self._worker, None
             entry, self._entry = self._entry, None
             self._mix_model_rate = None
+            self._references = None
             self._ready = None
-        if worker is not None:
-            worker.stop()
-        if entry is not None:
-            entry.close()
+            self.separation_model = None
+            opener, self._opener = self._opener, None
+        if opener is not None:
+            opener.join()  # it stops any worker it was replacing, and starts none for a closed song
+        self._stop_worker(worker, entry)
         if self._resampler is not None:
             self._resampler.close()
             self._resampler = None
@@ -346,52 +291,25 @@ class PlaybackSession:
         """Close the song, the output and the monitor thread (joins every thread this session started)."""
         self._closed.set()
         self.close_song()
+        self._clock.stop()
         self.output.close()
         self._monitor.join(2.0)
         sys.setswitchinterval(self._saved_switch_interval)
 
-    # ------------------------------------------------------------------ mixer strip controls
-    def _index(self, stem: str) -> int:
-        try:
-            return self.stems.index(stem)
-        except ValueError:
-            raise ValueError(f"unknown stem {stem!r}; stems: {', '.join(self.stems)}") from None
-
-    def _apply_controls(self) -> None:
-        if self.mixer is None or len(self._gains_db) != self.mixer.n_stems:
-            return
-        self.mixer.set_stem_gains(resolve_gains(self._gains_db, self._mutes, self._solos, self._pans))
-        self.mixer.master_target = 0.0 if math.isinf(self._master_db) and self._master_db < 0 else float(
-            10 ** (self._master_db / 20))
-
-    def set_gain_db(self, stem: str, db: float) -> None:
-        """Fader of ``stem`` in dB (``-inf`` silences it). Acts on separated regions."""
-        self._gains_db[self._index(stem)] = float(db)
-        self._apply_controls()
-
-    def set_mute(self, stem: str, muted: bool) -> None:
-        self._mutes[self._index(stem)] = bool(muted)
-        self._apply_controls()
-
-    def set_solo(self, stem: str, soloed: bool) -> None:
-        """Solo ``stem``: while any stem is soloed, only soloed stems sound."""
-        self._solos[self._index(stem)] = bool(soloed)
-        self._apply_controls()
-
-    def set_pan(self, stem: str, pan: float) -> None:
-        """Balance of ``stem`` from -1 (left) to 1 (right)."""
-        self._pans[self._index(stem)] = float(np.clip(pan, -1.0, 1.0))
-        self._apply_controls()
-
-    def set_master_gain_db(self, db: float) -> None:
-        """Master gain in dB, after the stems and before the soft limiter."""
-        self._master_db = float(db)
-        self._apply_controls()
-
-    def gains_db(self) -> dict[str, float]:
-        return {s: float(g) for s, g in zip(self.stems, self._gains_db, strict=True)}
-
     # ------------------------------------------------------------------ transport
+    def play_silently(self) -> None:
+        """Close the audio output and play on the silent clock (no device; transport and meters still run)."""
+        with self._lock:
+            self.output.close()
+            self._message = "audio output disabled"
+            if not self._closed.is_set():
+                self._clock.start()
+
+    @property
+    def playing(self) -> bool:
+        """True while the transport runs (with or without an audio output)."""
+        return bool(self.mixer is not None and self.mixer.playing)
+
     def play(self) -> None:
         self._want_play = True
         if self.mixer is not None and self.mixer.source is not None:
@@ -494,10 +412,6 @@ class PlaybackSession:
         """Output underflows PortAudio reported since the output was opened."""
         return self.output.underruns
 
-    @property
-    def worker(self) -> StreamingSeparator | None:
-        return self._worker
-
     # ------------------------------------------------------------------ monitor thread
     def _watch(self) -> None:
         while not self._closed.wait(0.1):
@@ -515,9 +429,3 @@ class PlaybackSession:
                 log.exception("playback monitor")
                 time.sleep(0.5)
 
-    def _keep_worker_ahead(self, worker: StreamingSeparator, mixer: Mixer) -> None:
-        """If playback overtook the worker's run, move the work just ahead of the play position."""
-        cursor = worker._run_cursor
-        play = int(mixer.position * self.model_samplerate / self.samplerate)
-        if 0 <= cursor < play:
-            worker.prioritise(play + worker.entry.region_samples // 2)

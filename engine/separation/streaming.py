@@ -72,6 +72,11 @@ class StreamingSeparator:
             straight into the store's file; this process records regions and announces them. The audio callback
             then never waits for the GIL behind the model (see docs: real-time).
         n_threads: torch threads of the child process (process mode; default :func:`default_worker_threads`).
+        device: compute device the child process runs the model on (process mode; None/"auto": the best one).
+            An unusable device is reported through ``on_error`` like any other failure.
+
+    ``mix`` may have more channels than the stems (an oracle model's mixture followed by its reference stems):
+    the model's output has ``entry``'s channel count.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class StreamingSeparator:
         nice: int = 10,
         process_model=None,
         n_threads: int | None = None,
+        device: str | None = None,
     ) -> None:
         if mix.shape[-1] != entry.n_samples:
             raise ValueError(f"mix has {mix.shape[-1]} samples, the store entry {entry.n_samples}")
@@ -99,6 +105,7 @@ class StreamingSeparator:
         self.nice = int(nice)
         self.process_model = process_model
         self.n_threads = n_threads or default_worker_threads()
+        self.device = device
         self._child = None
         self._conn = None
         self._child_crcs: dict[int, int] = {}
@@ -248,7 +255,7 @@ class StreamingSeparator:
         """Separate ``[start, stop)`` in this thread, writing the store; yields how far it is final."""
         for block_start, block in iter_separated_blocks(
             self.model_fn, self.mix, len(self.entry.sources), self.segment_samples, self.overlap,
-            start=start, stop=stop, cancel=self._run_cancel,
+            start=start, stop=stop, cancel=self._run_cancel, n_out_channels=self.entry.stems.shape[1],
         ):
             self.entry.write(block_start, block)
             yield block_start + block.shape[-1]
@@ -267,7 +274,7 @@ class StreamingSeparator:
             target=_child_main, name="shotoku-separation",
             args=(child, self._run_cancel, self.process_model, self._mix_path, self.mix.shape,
                   str(self.entry.path / DATA_FILE), self.entry.stems.shape, self.segment_samples, self.overlap,
-                  self.n_threads, self.nice, self.entry.region_samples),
+                  self.n_threads, self.nice, self.entry.region_samples, self.device),
             daemon=True,
         )
         try:
@@ -323,16 +330,13 @@ class StreamingSeparator:
 
 
 def _child_main(conn, cancel, model, mix_path: str, mix_shape, stems_path: str, stems_shape, segment_samples: int,
-                overlap: float, n_threads: int, nice: int, region_samples: int) -> None:
+                overlap: float, n_threads: int, nice: int, region_samples: int, device: str | None = None) -> None:
     """The separation process: runs ``model`` on requested spans and writes the stems into the store's file.
 
-    ``model`` is a module, or a registry name loaded here (so the app process never holds the weights). For each
-    region it completes it sends ``("region", k, crc)``, then drops those pages from its own mapping.
+    ``model`` is a module, or a registry name loaded here (so the app process never holds the weights), moved to
+    ``device`` on the first run (a failure there is reported as that run's error). For each region it completes it
+    sends ``("region", k, crc)``, then drops those pages from its own mapping.
     """
-    if isinstance(model, str):
-        from engine.separation.registry import load_model
-
-        model = load_model(model)
     if nice > 0 and hasattr(os, "nice"):
         try:
             os.nice(nice)
@@ -340,7 +344,7 @@ def _child_main(conn, cancel, model, mix_path: str, mix_shape, stems_path: str, 
             pass
     mix = np.memmap(mix_path, dtype=np.float32, mode="r", shape=tuple(mix_shape))
     stems = np.memmap(stems_path, dtype=np.float32, mode="r+", shape=tuple(stems_shape))
-    model_fn = torch_model_fn(model, n_threads)
+    model_fn = None
     while True:
         try:
             message = conn.recv()
@@ -352,8 +356,11 @@ def _child_main(conn, cancel, model, mix_path: str, mix_shape, stems_path: str, 
         region = start // region_samples  # runs start on a region boundary
         n_samples = stems_shape[2]
         try:
+            if model_fn is None:
+                model_fn = torch_model_fn(_load_child_model(model, device), n_threads)
             for block_start, block in iter_separated_blocks(
-                model_fn, mix, stems_shape[0], segment_samples, overlap, start=start, stop=stop, cancel=cancel
+                model_fn, mix, stems_shape[0], segment_samples, overlap, start=start, stop=stop, cancel=cancel,
+                n_out_channels=stems_shape[1],
             ):
                 done_until = block_start + block.shape[-1]
                 stems[:, :, block_start:done_until] = block
@@ -371,3 +378,16 @@ def _child_main(conn, cancel, model, mix_path: str, mix_shape, stems_path: str, 
             conn.send(("cancelled",))
         except Exception as err:  # reported to the parent, which reports it to the user
             conn.send(("error", f"{type(err).__name__}: {err}"))
+
+
+def _load_child_model(model, device: str | None):
+    """The child's model: a registry name is loaded here; either way it moves to ``device`` (None: leave it)."""
+    if isinstance(model, str):
+        from engine.separation.registry import load_model
+
+        model = load_model(model)
+    if device is not None:
+        from engine.separation.device import select_device
+
+        model = model.to(select_device(None if device == "auto" else device))
+    return model

@@ -66,4 +66,4 @@ def wait_loaded(qtbot, window, timeout: int = 20000) -> None:
 
 
 def wait_separated(qtbot, window, timeout: int = 60000) -> None:
-    qtbot.waitUntil(lambda: window.separation_done and window.sep_worker is None, timeout=timeout)
+    qtbot.waitUntil(lambda: window.separation_done, timeout=timeout)

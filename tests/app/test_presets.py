@@ -15,9 +15,7 @@ from app.presets import (
     db_to_linear,
     effective_gains,
     format_db,
-    gain_matrix,
     matching_preset,
-    pan_gains,
 )
 
 STEMS = ("vocals", "drums", "bass", "other")
@@ -86,22 +84,32 @@ def test_db_rules() -> None:
     assert format_db(3.0) == "+3.0"
 
 
-def test_pan_is_unity_in_the_centre_and_cuts_the_far_side() -> None:
-    assert pan_gains(0.0) == (1.0, 1.0)
-    assert pan_gains(1.0) == (0.0, 1.0)
-    assert pan_gains(-0.5) == (1.0, 0.5)
+def test_push_mix_gives_the_engine_the_panel_state_resolved_as_playback_and_export_use_it(tmp_path) -> None:
+    from app.playback import push_mix
+    from engine.audio import Audio
+    from engine.playback.session import PlaybackSession
+    from engine.separation.cache import StemCache
 
-
-def test_gain_matrix_resolves_fader_mute_solo_and_pan() -> None:
-    state = MixState.default(STEMS)
-    state.strips["vocals"].gain_db = -6.0
-    state.strips["vocals"].pan = 1.0
-    state.strips["drums"].mute = True
-    matrix = gain_matrix(state, STEMS)
-    assert matrix.shape == (4, 2) and matrix.dtype == np.float32
-    np.testing.assert_allclose(matrix[0], [0.0, db_to_linear(-6.0)], rtol=1e-6)
-    np.testing.assert_array_equal(matrix[1], [0.0, 0.0])
-    np.testing.assert_array_equal(matrix[2], [1.0, 1.0])
+    session = PlaybackSession(open_output=False, cache=StemCache(tmp_path / "cache"))
+    try:
+        session.open(Audio(np.zeros((2, 4410), np.float32), 44100), play=False, separate=False)
+        state = MixState.default(STEMS)
+        state.strips["vocals"].gain_db = -6.0
+        state.strips["vocals"].pan = 1.0
+        state.strips["drums"].mute = True
+        state.strips["bass"].gain_db = -80.0  # below the fader's range: silence
+        state.master_db = -3.0
+        push_mix(session, state)
+        gains, master = session.mix_gains()
+        np.testing.assert_array_equal(session.mixer.target_gain, gains)
+        order = [session.stems.index(name) for name in STEMS]
+        np.testing.assert_allclose(gains[order[0]], [0.0, db_to_linear(-6.0)], rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(gains[order[1]], [0.0, 0.0])
+        np.testing.assert_array_equal(gains[order[2]], [0.0, 0.0])
+        np.testing.assert_array_equal(gains[order[3]], [1.0, 1.0])
+        assert master == pytest.approx(db_to_linear(-3.0))
+    finally:
+        session.close()
 
 
 def test_json_round_trip_keeps_minus_infinity() -> None:

@@ -49,3 +49,28 @@ def test_log_rows_increase_and_lut_has_256_entries() -> None:
     assert np.all(np.diff(rows) >= 0) and bottom < top
     lut = spectrum.magma_lut()
     assert lut.shape == (256, 3) and lut.dtype == np.uint8
+
+
+def test_columns_from_a_slice_equal_columns_from_the_whole_song() -> None:
+    rng = np.random.default_rng(0)
+    mono = rng.standard_normal(44100 * 3).astype(np.float32) * 0.1
+    grid = spectrum.grid_for(mono.size, 44100)
+    whole = spectrum.compute_columns(mono, grid, 40, 90)
+    start, end = spectrum.frame_span(grid, 40, 90)
+    assert 0 < start and end < mono.size
+    np.testing.assert_allclose(spectrum.compute_columns(mono[start:end], grid, 40, 90, offset=start), whole,
+                               atol=1e-4)
+    np.testing.assert_allclose(spectrum.compute_columns(mono[:end], grid, 0, 90, offset=0)[:, 40:], whole, atol=1e-4)
+
+
+def test_only_frames_inside_separated_regions_are_computable() -> None:
+    grid = spectrum.grid_for(44100 * 3, 44100)  # hop 512, n_fft 2048
+    region = 44100
+    ready = np.array([True, False, True])
+    frames = spectrum.computable_frames(grid, ready, region)
+    centres = np.arange(grid.n_frames) * grid.hop_length
+    inside_first = centres + 1024 <= region
+    inside_last = centres - 1024 >= 2 * region
+    np.testing.assert_array_equal(frames, inside_first | inside_last)
+    assert spectrum.runs(frames) == [(0, int(inside_first.sum())), (int(np.argmax(inside_last)), grid.n_frames)]
+    assert not spectrum.computable_frames(grid, np.zeros(0, dtype=bool), region).any()

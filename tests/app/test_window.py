@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from engine import STEM_NAMES
 from tests.app.conftest import wait_loaded, wait_separated
 
 VOCALS, DRUMS = STEM_NAMES.index("vocals"), STEM_NAMES.index("drums")
+
+
+def gains_of(window) -> np.ndarray:
+    """``(n_stems, 2)`` linear gains the engine's mixer plays with (mute, solo and pan resolved)."""
+    assert window.playback.stems == list(STEM_NAMES)
+    return window.playback.mixer.target_gain.copy()
 
 
 def test_open_separate_and_fader_changes_engine_gain(qtbot, make_window, song_with_stems: Path) -> None:
@@ -31,9 +38,9 @@ def test_open_separate_and_fader_changes_engine_gain(qtbot, make_window, song_wi
     assert not lane.hatch.isVisible()  # nothing left marked as not separated
 
     window.mixer.strips["vocals"].fader.setValue(db_to_fader(-6.0))
-    np.testing.assert_allclose(window.playback.stem_gains()[VOCALS], [10 ** (-6 / 20)] * 2, rtol=1e-4)
+    np.testing.assert_allclose(gains_of(window)[VOCALS], [10 ** (-6 / 20)] * 2, rtol=1e-4)
     window.mixer.strips["drums"].fader.setValue(window.mixer.strips["drums"].fader.minimum())
-    np.testing.assert_array_equal(window.playback.stem_gains()[DRUMS], [0.0, 0.0])  # bottom = -inf
+    np.testing.assert_array_equal(gains_of(window)[DRUMS], [0.0, 0.0])  # bottom = -inf
     assert window.mixer.strips["drums"].db_label.text() == "-inf dB"
 
 
@@ -42,24 +49,24 @@ def test_keyboard_solo_mute_and_presets(qtbot, make_window, song_with_stems: Pat
     window.open_file(song_with_stems)
     wait_loaded(qtbot, window)
     qtbot.keyClick(window, Qt.Key.Key_1)  # solo vocals
-    gains = window.playback.stem_gains()
+    gains = gains_of(window)
     assert gains[VOCALS].tolist() == [1.0, 1.0] and gains[DRUMS].tolist() == [0.0, 0.0]
     qtbot.keyClick(window, Qt.Key.Key_1)  # un-solo
     qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ShiftModifier)  # mute drums
     assert window.mixer.strips["drums"].mute.isChecked()
-    assert window.playback.stem_gains()[DRUMS].tolist() == [0.0, 0.0]
-    assert window.playback.stem_gains()[VOCALS].tolist() == [1.0, 1.0]
+    assert gains_of(window)[DRUMS].tolist() == [0.0, 0.0]
+    assert gains_of(window)[VOCALS].tolist() == [1.0, 1.0]
 
     window.preset_actions["karaoke"].trigger()
-    gains = window.playback.stem_gains()
+    gains = gains_of(window)
     assert gains[VOCALS].tolist() == [0.0, 0.0]
     assert all(gains[i].tolist() == [1.0, 1.0] for i in range(4) if i != VOCALS)
     assert window.mixer.strips["vocals"].mute.isChecked()
     assert window.preset_label.text() == "Mix: karaoke"
     window.apply_preset("practice", "bass")
-    assert window.playback.stem_gains()[STEM_NAMES.index("bass")][0] == pytest.approx(10 ** (-12 / 20), rel=1e-4)
+    assert gains_of(window)[STEM_NAMES.index("bass")][0] == pytest.approx(10 ** (-12 / 20), rel=1e-4)
     window.apply_preset("reset")
-    assert (window.playback.stem_gains() == 1.0).all()
+    assert (gains_of(window) == 1.0).all()
 
 
 def test_space_plays_and_click_seeks(qtbot, make_window, song_with_stems: Path) -> None:
@@ -71,16 +78,16 @@ def test_space_plays_and_click_seeks(qtbot, make_window, song_with_stems: Path) 
     point = window.spectrograms.mapFromScene(scene)
     qtbot.mouseClick(window.spectrograms.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(point.x(), point.y()))
     seconds_per_pixel = window.song.duration_seconds / lane.view.width()
-    qtbot.waitUntil(lambda: abs(window.playback.position_seconds() - 2.0) < 2 * seconds_per_pixel + 0.01)
+    qtbot.waitUntil(lambda: abs(window.playback.position_seconds - 2.0) < 2 * seconds_per_pixel + 0.01)
     assert abs(window.spectrograms.playhead_seconds() - 2.0) < 0.2
 
     qtbot.keyClick(window, Qt.Key.Key_Space)
     assert window.playback.playing
-    qtbot.waitUntil(lambda: window.playback.position_seconds() > 2.3, timeout=5000)  # silent clock runs
+    qtbot.waitUntil(lambda: window.playback.position_seconds > 2.3, timeout=5000)  # silent clock runs
     qtbot.keyClick(window, Qt.Key.Key_Space)
     assert not window.playback.playing
     qtbot.keyClick(window, Qt.Key.Key_Home)
-    qtbot.waitUntil(lambda: window.playback.position_seconds() == 0.0, timeout=2000)
+    qtbot.waitUntil(lambda: window.playback.position_seconds == 0.0, timeout=2000)
 
     window.spectrograms.lanes["vocals"].view.loop_dragged.emit(1.0, 2.5, True)  # a left drag on any lane
     assert window.playback.mixer.loop == (44100, int(2.5 * 44100))
@@ -136,26 +143,11 @@ def test_bad_file_shows_an_error_and_the_app_stays_usable(qtbot, make_window, tm
     assert window.song is not None and window.song.path == song_with_stems
 
 
-def test_no_trained_model_plays_the_mixture_and_says_so(qtbot, make_window, plain_song: Path) -> None:
-    window = make_window(None, test_models=False)
-    window.open_file(plain_song)
-    wait_loaded(qtbot, window)
-    from engine.separation.registry import list_cards
-
-    if any(c.kind in ("neural", "reference") for c in list_cards()):
-        pytest.skip("a trained model is installed now; this checks the state before any exists")
-    assert window.model_name is None
-    assert "no trained model" in window.spectrograms._hatch_text
-    assert window.spectrograms.lanes["vocals"].hatch.isVisible()
-    oracle = [c for c in window.choices if c.card.kind == "oracle"]
-    assert oracle and not any(c.usable for c in oracle)
-    window.toggle_play()
-    qtbot.waitUntil(lambda: window.playback.position_seconds() > 0.2, timeout=5000)
-
-
-def test_oracle_model_is_picked_for_a_song_with_stems(qtbot, make_window, song_with_stems: Path) -> None:
-    window = make_window(None, test_models=False)
+def test_oracle_model_separates_a_song_with_stems(qtbot, make_window, song_with_stems: Path) -> None:
+    window = make_window("irm", test_models=False)
     window.open_file(song_with_stems)
+    wait_loaded(qtbot, window)
+    window.set_model("irm")  # usable here: the session feeds the oracle the song's reference stems
     wait_separated(qtbot, window)
     assert window.model_name == "irm"
     reference = window.song.references["vocals"]
@@ -170,8 +162,8 @@ def test_switching_model_re_separates_while_playing(qtbot, make_window, song_wit
     wait_separated(qtbot, window)
     window.toggle_play()
     window.set_model("irm")
-    assert window.playback.playing
-    qtbot.waitUntil(lambda: window.sep_worker is not None, timeout=5000)
+    assert window.playback.playing and window.playback.separation_model == "irm"
+    assert not window.separation_done
     wait_separated(qtbot, window)
     assert window.playback.playing or window.playback.mixer.at_end
     assert window.model_label.text() == "Model: irm"
@@ -190,7 +182,7 @@ def test_session_save_and_reopen(qtbot, make_window, song_with_stems: Path, tmp_
     window.open_session(path)
     qtbot.waitUntil(lambda: window.mixer.strips["drums"].mute.isChecked(), timeout=20000)
     assert window.mixer.state().strips["bass"].gain_db == -3.0
-    assert window.playback.stem_gains()[DRUMS].tolist() == [0.0, 0.0]
+    assert gains_of(window)[DRUMS].tolist() == [0.0, 0.0]
     assert str(song_with_stems.resolve()) in window.settings.recent_files()
 
 
@@ -206,14 +198,15 @@ def test_close_during_separation_joins_every_thread(qtbot, settings, tmp_path: P
     window = MainWindow(settings, use_audio_device=False)
     window.show()
     window.open_file(long_song)
-    qtbot.waitUntil(lambda: window.sep_worker is not None, timeout=30000)
-    threads = window.host.threads()
-    assert threads and any(t.isRunning() for t in threads)
+    qtbot.waitUntil(lambda: multiprocessing.active_children() != [], timeout=30000)  # the separation process
+    worker = window.playback.worker
+    assert worker is not None and worker.alive and not worker.done
     window.close()
-    assert all(not t.isRunning() for t in threads)
+    assert not worker.alive
     assert window.host.threads() == []
     leftover = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert leftover == []
+    assert multiprocessing.active_children() == [], "the separation process was left running"
 
 
 def test_drop_a_file_and_recent_files_and_layout_are_remembered(qtbot, make_window, settings,
@@ -282,8 +275,70 @@ def test_missing_device_is_a_readable_error_and_cpu_still_works(qtbot, make_wind
     window.set_device("cuda:7")
     qtbot.waitUntil(lambda: window.last_error is not None, timeout=20000)
     assert "cuda" in window.last_error.lower()
-    qtbot.waitUntil(lambda: window.sep_worker is None, timeout=20000)
+    qtbot.waitUntil(lambda: not window.separating, timeout=20000)
     window.error_box.close()
     window.set_device("cpu")
     wait_separated(qtbot, window)
     assert window.ready.all()
+
+
+def test_reopening_a_song_plays_its_cached_stems_at_once(qtbot, make_window, song_with_stems: Path) -> None:
+    window = make_window("identity")
+    window.open_file(song_with_stems)
+    wait_separated(qtbot, window)
+    assert window.playback.worker.regions_separated > 0
+    window.open_file(song_with_stems)
+    qtbot.waitUntil(lambda: window.playback.worker is not None and window.load_worker is None, timeout=20000)
+    wait_separated(qtbot, window, timeout=10000)
+    worker = window.playback.worker
+    assert worker.regions_separated == 0, "nothing recomputed: the stem store had every region"
+    assert worker.regions_verified == worker.entry.n_regions
+    np.testing.assert_allclose(window.stems[VOCALS], window.song.mixture, atol=1e-5)
+
+
+def test_without_a_trained_model_the_mixture_plays_and_the_lanes_say_so(
+    qtbot, make_window, plain_song: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import model_picker
+    from engine.separation import registry
+
+    untrained = [c for c in registry.list_cards() if c.kind not in ("neural", "reference")]
+    monkeypatch.setattr(model_picker, "list_cards", lambda include_hidden=False: untrained)
+    window = make_window(None, test_models=False)
+    window.open_file(plain_song)
+    wait_loaded(qtbot, window)
+    assert window.model_name is None and window.playback.separation_model is None
+    assert "no trained model" in window.spectrograms._hatch_text and "no trained model" in window.playback.message
+    assert window.spectrograms.lanes["vocals"].hatch.isVisible()
+    oracle = [c for c in window.choices if c.card.kind == "oracle"]
+    assert oracle and not any(c.usable for c in oracle)  # no reference stems beside this song
+    window.toggle_play()
+    qtbot.waitUntil(lambda: window.playback.position_seconds > 0.2, timeout=5000)  # the silent clock runs
+    qtbot.waitUntil(lambda: window.playback.output_level > 0.0, timeout=5000)  # and the meters move
+
+
+def test_a_lost_output_device_shows_a_state(qtbot, make_window, plain_song: Path) -> None:
+    from engine.playback.stream import OutputState
+
+    window = make_window("identity")
+    window.open_file(plain_song)
+    wait_loaded(qtbot, window)
+    assert window.audio_label.text() == "No audio output (playing silently)"
+    window.playback.output.state, window.playback.output.message = OutputState.DEVICE_LOST, "USB DAC unplugged"
+    qtbot.waitUntil(lambda: window.audio_label.text() == "Audio output lost: choose a device", timeout=5000)
+    assert "USB DAC unplugged" in window.audio_label.toolTip()
+    window.playback.output.state = OutputState.CLOSED
+
+
+def test_lanes_hatch_every_span_not_separated_yet(qtbot, make_window, plain_song: Path) -> None:
+    window = make_window("identity")
+    window.open_file(plain_song)
+    wait_loaded(qtbot, window)
+    window.spectrograms.set_unseparated([(0.5, 1.0), (2.0, 3.0)], "separating…")
+    path = window.spectrograms.lanes["drums"].hatch.path()
+    middle = sum(window.spectrograms.lanes["drums"].view.viewRange()[1]) / 2
+    assert window.spectrograms.lanes["drums"].hatch.isVisible()
+    assert path.contains(QPointF(0.75, middle)) and path.contains(QPointF(2.5, middle))
+    assert not path.contains(QPointF(1.5, middle)) and not path.contains(QPointF(0.25, middle))
+    window.spectrograms.set_unseparated([])
+    assert not window.spectrograms.lanes["drums"].hatch.isVisible()

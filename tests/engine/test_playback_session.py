@@ -12,7 +12,7 @@ import soxr
 import torch
 
 from engine.audio import Audio
-from engine.errors import PlaybackError
+from engine.errors import PlaybackError, ShotokuError
 from engine.playback import stream as stream_module
 from engine.playback.ratematch import RegionResampler
 from engine.playback.session import PlaybackSession, SessionState
@@ -196,3 +196,121 @@ def test_cli_without_audio_output_fails_with_one_line(
     err = capsys.readouterr().err
     assert err.startswith("shotoku: error: audio output unavailable") and "Traceback" not in err
     assert main(["play", "--list-devices"]) == 1
+
+
+def references_of(audio: Audio) -> dict[str, np.ndarray]:
+    """Four distinct 'true stems' summing to ``2 x mixture``-ish: enough for an oracle to tell them apart."""
+    t = np.arange(audio.samples.shape[1]) / SR
+    return {name: (0.1 * (i + 1) * np.sin(2 * np.pi * 110 * (i + 1) * t))[None].repeat(2, 0).astype(np.float32)
+            for i, name in enumerate(["vocals", "drums", "bass", "other"])}
+
+
+@pytest.mark.parametrize("worker_process", [False, True])
+def test_oracle_model_separates_with_the_references(cache: StemCache, worker_process: bool) -> None:
+    from engine.models.oracle import OracleMaskModel
+
+    refs = references_of(tone(2.0))
+    mixture = Audio(sum(refs.values()).astype(np.float32), SR)
+    session = PlaybackSession(cache=cache, open_output=False, worker_threads=1, worker_process=worker_process)
+    try:
+        with pytest.raises(ShotokuError, match="reference stems"):
+            session.open(mixture, model=OracleMaskModel(segment_seconds=1.0))
+        session.open(mixture, model=OracleMaskModel(segment_seconds=1.0), references=refs, region_samples=16384)
+        pump(session, 60, until=lambda: session.separation_done)
+        assert session.separation_done and session.separation_ready.all()
+        stems = session.separated_stems
+        assert stems.shape == (4, 2, mixture.samples.shape[1])
+        inner = slice(SR // 4, -SR // 4)
+        for i, name in enumerate(session.stems):
+            error = stems[i, :, inner] - refs[name][:, inner]
+            assert 10 * np.log10(np.sum(refs[name][:, inner] ** 2) / np.sum(error**2)) > 10.0, name
+    finally:
+        session.close()
+
+
+def test_no_usable_model_plays_the_mixture_and_says_so(cache: StemCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.errors import ModelLoadError
+    from engine.separation import registry
+
+    def no_model(root=None) -> str:
+        raise ModelLoadError(Path("models"), "no usable model card is installed")
+
+    monkeypatch.setattr(registry, "default_model_name", no_model)
+    session = PlaybackSession(cache=cache, open_output=False)
+    try:
+        audio = tone(1.0)
+        session.open(audio)
+        assert "no trained model" in session.message and session.separation_model is None
+        assert session.stems == ["vocals", "drums", "bass", "other"]
+        played = np.concatenate([pump(session, 0.001) for _ in range(6)])[4 * BLOCK:5 * BLOCK]  # past the fade-in
+        np.testing.assert_allclose(played, audio.samples[:, 4 * BLOCK:5 * BLOCK].T, atol=0.02)
+        assert session.separated_stems is None and not session.separation_done
+    finally:
+        session.close()
+
+
+def test_without_an_output_a_silent_clock_advances_position_and_meters(
+    cache: StemCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_module, "_backend", None)
+    monkeypatch.setattr(stream_module, "_backend_error", "audio output unavailable: PortAudio could not be loaded")
+    session = PlaybackSession(cache=cache, worker_threads=1, worker_process=False)
+    try:
+        session.open(tone(3.0), model=build_model("identity", {"segment_seconds": 0.5}), region_samples=16384)
+        assert session.state == SessionState.NO_OUTPUT and session.playing
+        started = time.monotonic()
+        deadline = started + 5.0
+        while session.position_seconds < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        elapsed = time.monotonic() - started
+        assert session.position_seconds >= 0.3, "nobody calls _render here: the clock must"
+        assert session.position_seconds <= elapsed + 0.1, "the clock keeps real time, it does not race"
+        assert session.output_level > 0.0
+        session.pause()
+        time.sleep(0.05)
+        held = session.position_seconds
+        time.sleep(0.1)
+        assert session.position_seconds == held
+    finally:
+        session.close()
+    assert not session._clock.running
+
+
+def test_change_model_re_separates_while_playing_and_mix_gains_match_playback(cache: StemCache) -> None:
+    session = PlaybackSession(cache=cache, open_output=False, worker_threads=1, worker_process=False)
+    try:
+        audio = tone(2.0)
+        session.open(audio, model=build_model("identity", {"segment_seconds": 0.5}), region_samples=16384)
+        pump(session, 30, until=lambda: session.separation_done)
+        generation = session.separation_generation
+        np.testing.assert_allclose(session.separated_stems[0], audio.samples, atol=1e-5)
+        session.change_model(build_model("tiny", {"segment_seconds": 0.5}))
+        assert session.playing and session.separation_generation == generation + 1
+        pump(session, 30, until=lambda: session.separation_done)
+        assert session.separation_done
+        assert np.abs(session.separated_stems[0] - audio.samples).max() > 1e-3  # no longer the identity stems
+        session.set_solo("bass", True)
+        session.set_pan("bass", 1.0)
+        session.set_master_gain_db(-6.0)
+        gains, master = session.mix_gains()
+        np.testing.assert_array_equal(gains, session.mixer.target_gain)
+        assert master == pytest.approx(10 ** (-6 / 20)) and gains[0].tolist() == [0.0, 0.0]
+        assert gains[2, 1] == 1.0 and gains[2, 0] < 1e-6
+    finally:
+        session.close()
+
+
+def test_an_unusable_compute_device_is_reported_and_playback_goes_on(cache: StemCache) -> None:
+    session = PlaybackSession(cache=cache, open_output=False, worker_threads=1, compute_device="cuda:7")
+    try:
+        session.open(tone(1.0), model=build_model("identity", {"segment_seconds": 0.5}), region_samples=16384)
+        deadline = time.monotonic() + 60
+        while session.separation_error is None and time.monotonic() < deadline:
+            pump(session, 0.05)
+        assert session.separation_error is not None and "cuda" in session.separation_error.lower()
+        assert "cuda" in session.message.lower() and not session.separation_done
+        session.play()  # (pump() ran faster than real time, maybe to the end of the song: play goes back)
+        assert session.playing and np.abs(pump(session, 0.05)).max() > 0.0  # the mixture still plays
+    finally:
+        session.close()
+    assert __import__("multiprocessing").active_children() == []
