@@ -6,10 +6,12 @@ after it on the channel axis, so the ordinary chunked engine runs them with boun
 
 from __future__ import annotations
 
+import numpy as np
 from torch import Tensor, nn
 
 from engine import STEM_NAMES
 from engine.dsp.stft import istft, stft
+from engine.errors import ShotokuError
 from engine.separation.registry import register_architecture
 
 
@@ -60,3 +62,32 @@ class OracleMaskModel(nn.Module):
             masks = (ref_mag == ref_mag.max(dim=1, keepdim=True).values).to(ref_mag.dtype)
             masks = masks / masks.sum(dim=1, keepdim=True)  # ties share the bin
         return istft(masks * mix_spec.unsqueeze(1), n_samples, self.n_fft, self.hop_length)
+
+
+def oracle_input(mix: np.ndarray, sources: list[str], references: dict[str, np.ndarray] | None) -> np.ndarray:
+    """The input an oracle model takes: ``mix`` ``(n_channels, n_samples)``, then each reference stem's channels.
+
+    References (already at the mixture's rate) are fitted to the mixture's length (cut or zero-padded) and channel
+    count (the first channel repeated); stems are stacked in ``sources`` order.
+
+    Returns:
+        float32 ``(n_channels * (1 + n_stems), n_samples)``.
+    Raises:
+        ShotokuError: a reference stem is missing or not ``(n_channels, n_samples)``.
+    """
+    missing = [name for name in sources if references is None or name not in references]
+    if missing:
+        raise ShotokuError(f"an oracle model needs the reference stems; missing: {', '.join(missing)}")
+    n_channels, n_samples = mix.shape
+    stacked = [np.asarray(mix, dtype=np.float32)]
+    for name in sources:
+        ref = np.asarray(references[name], dtype=np.float32)  # type: ignore[index]
+        if ref.ndim != 2:
+            raise ShotokuError(f"reference {name!r} must be (n_channels, n_samples), got shape {ref.shape}")
+        if ref.shape[0] != n_channels:
+            ref = np.repeat(ref[:1], n_channels, axis=0)
+        fitted = np.zeros((n_channels, n_samples), dtype=np.float32)
+        n = min(n_samples, ref.shape[1])
+        fitted[:, :n] = ref[:, :n]
+        stacked.append(fitted)
+    return np.ascontiguousarray(np.concatenate(stacked, axis=0))

@@ -3,7 +3,7 @@
 A model is resolved from a name (its card; the weights load in the separation worker's process), from a loaded
 module, or from nothing (the registry's default; ``None`` when no usable card is installed, so the session plays
 the original mix only). Oracle models (``needs_references``) take the mixture's channels followed by each
-reference stem's channels, in ``model.sources`` order, like :meth:`engine.separation.separator.Separator._model_input`.
+reference stem's channels, in ``model.sources`` order, as :func:`engine.models.oracle.oracle_input` stacks them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ModelLoadError, ShotokuError
+from engine.errors import ModelLoadError
+from engine.models.oracle import oracle_input
 
 
 class CardModel:
@@ -92,27 +93,12 @@ def resolve_model(
 def model_input(
     samples: np.ndarray, sources: list[str], needs_references: bool, references: dict[str, np.ndarray] | None
 ) -> np.ndarray:
-    """The separation worker's input: ``samples`` ``(n_channels, n_samples)``, then each reference stem's channels.
+    """The separation worker's input: ``samples`` ``(n_channels, n_samples)``, or for an oracle model the
+    stacked input of :func:`engine.models.oracle.oracle_input`.
 
-    References are fitted to the mixture's length (cut or zero-padded) and channel count.
     Raises:
         ShotokuError: an oracle model without every reference stem.
     """
     if not needs_references:
         return samples
-    missing = [name for name in sources if references is None or name not in references]
-    if missing:
-        raise ShotokuError(f"an oracle model needs the reference stems; missing: {', '.join(missing)}")
-    n_channels, n_samples = samples.shape
-    stacked = [samples]
-    for name in sources:
-        ref = np.asarray(references[name], dtype=np.float32)  # type: ignore[index]
-        if ref.ndim != 2:
-            raise ShotokuError(f"reference {name!r} must be (n_channels, n_samples), got shape {ref.shape}")
-        if ref.shape[0] != n_channels:
-            ref = np.repeat(ref[:1], n_channels, axis=0)
-        fitted = np.zeros((n_channels, n_samples), dtype=np.float32)
-        n = min(n_samples, ref.shape[1])
-        fitted[:, :n] = ref[:, :n]
-        stacked.append(fitted)
-    return np.ascontiguousarray(np.concatenate(stacked, axis=0), dtype=np.float32)
+    return oracle_input(samples, sources, references)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from engine.errors import ShotokuError
+from engine.models.oracle import oracle_input
 from engine.separation.apply import ProgressFn, apply_chunked, iter_separated_blocks
 from engine.separation.device import select_device
 from engine.separation.registry import load_model
@@ -150,15 +151,12 @@ class Separator:
         prepared = self._prepare(mix, samplerate, "the mixture")
         if not self.needs_references:
             return prepared
-        if references is None or any(name not in references for name in self.sources):
-            raise ShotokuError(
-                f"model {getattr(self.model, 'card', None) and self.model.card.name or 'oracle'} is an oracle: "
-                f"it needs the reference stems {', '.join(self.sources)}"
-            )
-        refs = [self._prepare(references[name], samplerate, f"reference {name!r}") for name in self.sources]
-        length = prepared.shape[-1]
-        refs = [np.pad(r[:, :length], ((0, 0), (0, max(0, length - r.shape[-1])))) for r in refs]
-        return np.concatenate([prepared, *refs], axis=0)
+        refs = {
+            name: self._prepare(references[name], samplerate, f"reference {name!r}")
+            for name in self.sources
+            if references is not None and name in references
+        }
+        return oracle_input(prepared, self.sources, refs)
 
     # -- public API -----------------------------------------------------------------------------------------------
     def iter_stems(
