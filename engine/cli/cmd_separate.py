@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.audio import AudioFileWriter, load_audio
 from engine.cli.progress import ProgressBar
 from engine.errors import AudioLoadError, ShotokuError
+from engine.evaluate.folders import stem_files
 from engine.separation.apply import Progress
 from engine.separation.device import DEVICE_CHOICES, describe_device
 from engine.separation.registry import default_model_name, get_card, load_from_card
@@ -42,13 +43,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="folder with the true stems (<stem>.wav/.flac), for the oracle models irm and ibm",
     )
     p.set_defaults(run=run)
-
-
-def _find_reference(folder: Path, stem: str) -> Path:
-    for candidate in sorted(folder.glob(f"{stem}.*")):
-        if candidate.is_file():
-            return candidate
-    raise AudioLoadError(folder / f"{stem}.wav", f"reference stem {stem!r} not found in {folder}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,10 +98,11 @@ def separate_file(
     references = None
     if separator.needs_references:
         assert reference_dir is not None
-        references = {
-            stem: load_audio(_find_reference(reference_dir, stem), audio.samplerate, 2).samples
-            for stem in separator.sources
-        }
+        files = stem_files(reference_dir, separator.sources)
+        missing = [stem for stem in separator.sources if stem not in files]
+        if missing:
+            raise AudioLoadError(reference_dir, f"reference stem(s) {', '.join(missing)} not found in this folder")
+        references = {stem: load_audio(path, audio.samplerate, 2).samples for stem, path in files.items()}
     song = path.name.removesuffix(".stem.mp4").rsplit(".", 1)[0]
     target_dir = out_dir / song
     bar = ProgressBar(f"{path.name[:28]:28s}")

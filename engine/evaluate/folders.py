@@ -42,7 +42,11 @@ def stem_of(path: Path, stems: Sequence[str] = STEM_NAMES) -> str | None:
     return None
 
 
-def _stem_files(folder: Path, stems: Sequence[str]) -> dict[str, Path]:
+def stem_files(folder: Path, stems: Sequence[str] = STEM_NAMES) -> dict[str, Path]:
+    """``{stem: path}`` of the stem files directly in ``folder`` (see :func:`stem_of`), in ``stems`` order.
+
+    Raises :class:`DatasetError` when two files hold the same stem.
+    """
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if not path.is_file():
@@ -67,12 +71,12 @@ def find_tracks(directory: str | Path, stems: Sequence[str] = STEM_NAMES) -> dic
         raise DatasetError(directory, "no such folder")
     if not directory.is_dir():
         raise DatasetError(directory, "not a folder")
-    direct = _stem_files(directory, stems)
+    direct = stem_files(directory, stems)
     if direct:
         return {directory.name: direct}
     tracks = {}
     for sub in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = _stem_files(sub, stems)
+        files = stem_files(sub, stems)
         if files:
             tracks[sub.name] = files
     if not tracks:
