@@ -9,6 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
+from engine.playback.mixer import audible_stems, db_to_gain
+
 #: The fader's bottom: at or below this the gain is -inf dB (silence).
 MIN_DB = -60.0
 #: The fader's top.
@@ -94,10 +98,8 @@ def clamp_db(value: float) -> float:
 
 
 def db_to_linear(value: float) -> float:
-    """``10 ** (dB / 20)``, with ``-inf`` (or anything at or below :data:`MIN_DB`) giving exactly 0."""
-    if value <= MIN_DB:
-        return 0.0
-    return 10.0 ** (value / 20.0)
+    """The engine's dB law, with anything at or below the fader's bottom (:data:`MIN_DB`) giving exactly 0."""
+    return 0.0 if value <= MIN_DB else db_to_gain(value)
 
 
 def format_db(value: float) -> str:
@@ -108,9 +110,11 @@ def format_db(value: float) -> str:
 
 
 def audible(state: MixState) -> dict[str, bool]:
-    """Which stems are heard: not muted, and soloed if any stem is soloed."""
-    any_solo = any(s.solo for s in state.strips.values())
-    return {name: (not s.mute) and (s.solo or not any_solo) for name, s in state.strips.items()}
+    """Which stems are heard: the engine's rule (not muted, and soloed if any stem is soloed)."""
+    names = list(state.strips)
+    heard = audible_stems(np.array([state.strips[n].mute for n in names], dtype=bool),
+                          np.array([state.strips[n].solo for n in names], dtype=bool))
+    return {name: bool(h) for name, h in zip(names, heard)}
 
 
 def effective_gains(state: MixState) -> dict[str, float]:

@@ -461,6 +461,13 @@ def db_to_gain(db: float) -> float:
     return float(10.0 ** (db / 20.0))
 
 
+def audible_stems(mutes: np.ndarray, solos: np.ndarray) -> np.ndarray:
+    """``(n_stems,)`` bool: which stems sound. If any stem is soloed only soloed stems sound; a muted stem is
+    silent even when soloed."""
+    mutes, solos = np.asarray(mutes, dtype=bool), np.asarray(solos, dtype=bool)
+    return ~mutes & (solos | ~solos.any())
+
+
 def resolve_gains(
     gains_db: np.ndarray, mutes: np.ndarray, solos: np.ndarray, pans: np.ndarray
 ) -> np.ndarray:
@@ -475,9 +482,9 @@ def resolve_gains(
     """
     n_stems = len(gains_db)
     out = np.zeros((n_stems, BUS_CHANNELS), dtype=np.float32)
-    any_solo = bool(np.any(solos))
+    heard = audible_stems(mutes, solos)
     for s in range(n_stems):
-        if mutes[s] or (any_solo and not solos[s]):
+        if not heard[s]:
             continue
         g = db_to_gain(float(gains_db[s]))
         p = float(np.clip(pans[s], -1.0, 1.0))
