@@ -6,6 +6,8 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
+from engine import STEM_NAMES
+
 
 @runtime_checkable
 class SeparationModel(Protocol):
@@ -26,3 +28,14 @@ class SeparationModel(Protocol):
     def __call__(self, mix: Tensor) -> Tensor:
         """``(n_batch, n_channels, n_samples)`` -> ``(n_batch, n_stems, n_channels, n_samples)``."""
         ...
+
+
+def set_audio_format(
+    model: object, sources: list[str] | None, samplerate: int, n_channels: int, segment_seconds: float
+) -> None:
+    """Set the :class:`SeparationModel` attributes every architecture carries (``sources`` default: the four
+    standard stems; ``segment_samples`` from ``segment_seconds``)."""
+    model.sources = list(sources or STEM_NAMES)  # type: ignore[attr-defined]
+    model.samplerate = samplerate  # type: ignore[attr-defined]
+    model.n_channels = n_channels  # type: ignore[attr-defined]
+    model.segment_samples = int(segment_seconds * samplerate)  # type: ignore[attr-defined]

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine import STEM_NAMES
 from engine.dsp.stft import stft
 from engine.dsp.wiener import synthesize
+from engine.models.base import set_audio_format
 from engine.separation.registry import register_architecture
 
 
@@ -61,12 +61,9 @@ class DeepConvSep(nn.Module):
         wiener_iterations: int = 0,
     ) -> None:
         super().__init__()
-        self.sources = list(sources or STEM_NAMES)
-        self.samplerate = samplerate
-        self.n_channels = n_channels
+        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
         self.n_fft = n_fft
         self.hop_length = hop_length
-        self.segment_samples = int(segment_seconds * samplerate)
         self.wiener_iterations = wiener_iterations
         self.context_frames = context_frames
         self.n_bins = n_fft // 2 + 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from engine import STEM_NAMES
+from engine.models.base import set_audio_format
 from engine.separation.registry import register_architecture
 
 
@@ -24,10 +24,7 @@ class IdentityModel(nn.Module):
         segment_seconds: float = 10.0,
     ) -> None:
         super().__init__()
-        self.sources = list(sources or STEM_NAMES)
-        self.samplerate = samplerate
-        self.n_channels = n_channels
-        self.segment_samples = int(segment_seconds * samplerate)
+        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
 
     def forward(self, mix: Tensor) -> Tensor:
         """``(n_batch, n_channels, n_samples)`` -> ``(n_batch, n_stems, n_channels, n_samples)``."""
@@ -53,10 +50,7 @@ class TinyConvModel(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.sources = list(sources or STEM_NAMES)
-        self.samplerate = samplerate
-        self.n_channels = n_channels
-        self.segment_samples = int(segment_seconds * samplerate)
+        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
         generator = torch.Generator().manual_seed(seed)
         pad = kernel_size // 2
         self.encode = nn.Conv1d(n_channels, hidden, kernel_size, padding=pad)

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine import STEM_NAMES
 from engine.dsp.stft import stft
 from engine.dsp.wiener import synthesize
+from engine.models.base import set_audio_format
 from engine.separation.registry import register_architecture
 
 #: Table 1 of the paper: (growth k, layers L) of dense blocks 1..7 for each band.
@@ -145,12 +145,9 @@ class MMDenseNet(nn.Module):
         wiener_iterations: int = 0,
     ) -> None:
         super().__init__()
-        self.sources = list(sources or STEM_NAMES)
-        self.samplerate = samplerate
-        self.n_channels = n_channels
+        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
         self.n_fft = n_fft
         self.hop_length = hop_length
-        self.segment_samples = int(segment_seconds * samplerate)
         self.wiener_iterations = wiener_iterations
         n_bins = n_fft // 2 + 1
         self.split_bin = max(1, min(n_bins - 1, int(round(band_split * n_bins))))

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from engine import STEM_NAMES
 from engine.dsp.stft import stft
 from engine.dsp.wiener import synthesize
+from engine.models.base import set_audio_format
 from engine.separation.registry import register_architecture
 
 
@@ -92,12 +92,9 @@ class OpenUnmix(nn.Module):
         wiener_iterations: int = 0,
     ) -> None:
         super().__init__()
-        self.sources = list(sources or STEM_NAMES)
-        self.samplerate = samplerate
-        self.n_channels = n_channels
+        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
         self.n_fft = n_fft
         self.hop_length = hop_length
-        self.segment_samples = int(segment_seconds * samplerate)
         self.wiener_iterations = wiener_iterations
         n_bins = n_fft // 2 + 1
         max_bin = min(n_bins, int(round(max_frequency * n_fft / samplerate)) + 1)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor, nn
 
-from engine import STEM_NAMES
 from engine.dsp.stft import istft, stft
 from engine.errors import ShotokuError
+from engine.models.base import set_audio_format
 from engine.separation.registry import register_architecture
 
 
@@ -40,10 +40,8 @@ class OracleMaskModel(nn.Module):
         if mask not in ("irm", "ibm"):
             raise ValueError("mask must be 'irm' or 'ibm'")
         self.mask, self.alpha = mask, alpha
-        self.sources = list(sources or STEM_NAMES)
-        self.samplerate, self.n_channels = samplerate, n_channels
+        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
         self.n_fft, self.hop_length = n_fft, hop_length
-        self.segment_samples = int(segment_seconds * samplerate)
 
     def forward(self, mix_and_references: Tensor) -> Tensor:
         """``(n_batch, n_channels * (1 + n_stems), n_samples)`` -> ``(n_batch, n_stems, n_channels, n_samples)``.

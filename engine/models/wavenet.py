@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from engine import STEM_NAMES
+from engine.models.base import set_audio_format
 from engine.separation.registry import register_architecture
 
 
@@ -60,10 +60,7 @@ class WaveNetSeparator(nn.Module):
         segment_seconds: float = 4.0,
     ) -> None:
         super().__init__()
-        self.sources = list(sources or STEM_NAMES)
-        self.samplerate = samplerate
-        self.n_channels = n_channels
-        self.segment_samples = int(segment_seconds * samplerate)
+        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
         self.input = nn.Conv1d(n_channels, residual_channels, 3, padding=1)
         self.layers = nn.ModuleList(
             _ResidualLayer(residual_channels, skip_channels, 2**i)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine import STEM_NAMES
+from engine.models.base import set_audio_format
 from engine.separation.registry import register_architecture
 
 
@@ -52,10 +52,7 @@ class WaveUNet(nn.Module):
         segment_seconds: float = 6.0,
     ) -> None:
         super().__init__()
-        self.sources = list(sources or STEM_NAMES)
-        self.samplerate = samplerate
-        self.n_channels = n_channels
-        self.segment_samples = int(segment_seconds * samplerate)
+        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
         self.n_layers = n_layers
         self.difference_output = difference_output
         self.down = nn.ModuleList()

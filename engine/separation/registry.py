@@ -165,10 +165,9 @@ def get_card(name: str, root: Path | None = None) -> ModelCard:
 
 
 def default_model_name(root: Path | None = None) -> str:
-    """The card marked ``"default": true`` if any, else the first neural model, else ``"irm"``-free fallback.
+    """The card marked ``"default": true`` if any, else the first neural model, else the first reference model.
 
-    Before any model is trained, the fallback is the first non-oracle card (a reference model), so the app
-    always has something to run.
+    Oracle and test cards are never the default; ModelLoadError when no usable card is installed.
     """
     cards = list_cards(root=root)
     for predicate in (lambda c: c.default, lambda c: c.kind == "neural", lambda c: c.kind == "reference"):
