@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import QComboBox, QLabel, QMenu, QStyle, QToolBar, QToolButton, QWidget
 
+from app.audio_menu import AudioMenu
 from app.model_picker import ModelsDialog
 from app.presets import PRACTICE_DB, PRESET_HELP
 from engine import STEM_NAMES
@@ -149,6 +150,7 @@ def build(window: MainWindow) -> None:
     view.addAction(_action(window, "Zoom to &fit", window.spectrograms.zoom_to_fit, "Ctrl+0"))
     view.addSeparator()
     view.addAction(window.mixer_dock.toggleViewAction())
+    window.audio_menu = AudioMenu(window)
     help_menu = window.menuBar().addMenu("&Help")
     guide = resources_dir().parent / "docs" / "USER_GUIDE.md"
     help_menu.addAction(_action(window, "User &guide", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(guide)))))

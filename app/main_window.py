@@ -16,7 +16,7 @@ from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar
 
-from app import actions
+from app import actions, audio_menu
 from app.export_dialog import ExportDialog
 from app.model_picker import (
     NO_TRAINED_MODEL,
@@ -65,7 +65,9 @@ class MainWindow(SeparationView, QMainWindow):
         self.setAcceptDrops(True)
         self.host = WorkerHost(self)
         self.device = settings.device()
-        self.playback = PlaybackSession(open_output=use_audio_device, compute_device=self._compute_device())
+        output, self._audio_note = audio_menu.startup_output(settings) if use_audio_device else (None, "")
+        self.playback = PlaybackSession(device=output, latency=settings.audio_latency(), open_output=use_audio_device,
+                                        compute_device=self._compute_device())
         if not use_audio_device:
             self.playback.play_silently()
         self.poller = SessionPoller(self.playback, self.host, self)
@@ -133,12 +135,14 @@ class MainWindow(SeparationView, QMainWindow):
             self.device_label.setToolTip(str(err))
         for widget in (self.model_label, self.device_label, self.progress, self.audio_label):
             bar.addPermanentWidget(widget)
+        if self._audio_note:
+            bar.showMessage(self._audio_note, 20000)
 
     @Slot(str, str)
     def _on_output_changed(self, state: str, message: str) -> None:
         """Short text in the status bar, the full reason in its tooltip; amber when nothing can be heard."""
         if state == "device-lost":
-            text = "Audio output lost: choose a device"
+            text = f"Audio output lost: {audio_menu.MENU_PATH}"
         elif state == "no-output":
             text = "No audio output (playing silently)"
         else:

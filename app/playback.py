@@ -93,6 +93,8 @@ class SessionPoller(QObject):
         if stems is None or self.done or self._worker is not None:
             return
         ready = session.separation_ready
+        if ready.size == 0:  # the stem store exists a moment before its worker: nothing to report yet
+            return
         n_ready = int(ready.sum())
         if n_ready != self._n_ready:
             self._n_ready = n_ready

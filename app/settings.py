@@ -11,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from engine.paths import config_dir
+from engine.playback.stream import LATENCY_PRESETS
 
 ORGANIZATION = "Shotoku"
 APPLICATION = "Shotoku"
@@ -18,7 +19,7 @@ MAX_RECENT = 10
 
 
 class AppSettings:
-    """Typed access to what the app remembers between runs: recent files, last folder, model, device, layout."""
+    """Typed access to what the app remembers between runs: recent files, last folder, model, devices, layout."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or (config_dir() / "shotoku.ini")
@@ -64,6 +65,24 @@ class AppSettings:
 
     def set_device(self, device: str) -> None:
         self.qsettings.setValue("separation/device", device)
+
+    # -- audio output -------------------------------------------------------------------------------------------
+    def audio_output(self) -> str:
+        """The output device's name the musician chose ("" for the system default)."""
+        return str(self.qsettings.value("audio/output", "") or "")
+
+    def set_audio_output(self, name: str) -> None:
+        self.qsettings.setValue("audio/output", name)
+
+    def audio_latency(self) -> str:
+        """"robust" (larger buffers, the default) or "low" (see ``engine.playback.stream.LATENCY_PRESETS``)."""
+        value = str(self.qsettings.value("audio/latency", "robust"))
+        return value if value in LATENCY_PRESETS else "robust"
+
+    def set_audio_latency(self, latency: str) -> None:
+        if latency not in LATENCY_PRESETS:
+            raise ValueError(f"latency must be one of {', '.join(LATENCY_PRESETS)}")
+        self.qsettings.setValue("audio/latency", latency)
 
     # -- view and layout ----------------------------------------------------------------------------------------
     def log_frequency(self) -> bool:

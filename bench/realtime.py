@@ -20,6 +20,7 @@ architecture at its full size (``--architecture``, default ``openunmix``); the r
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -110,6 +111,26 @@ def make_song(path: Path, seconds: float, seed: int = 0) -> None:
     sf.write(path, out.T, SR, format="FLAC")
 
 
+class GcPauses:
+    """Counts cyclic-collector runs per generation and the longest one (it holds the GIL the callback needs)."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.max_ms = 0.0
+        self._start = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.counts[info["generation"]] += 1
+            self.max_ms = max(self.max_ms, 1000 * (time.perf_counter() - self._start))
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._on_gc)
+
+
 def rss_anon_bytes() -> int:
     with open("/proc/self/status") as handle:
         for line in handle:
@@ -150,6 +171,7 @@ def measure_open_and_faders(session: InstrumentedSession, model, song: Path, min
 
     busy = threading.Thread(target=keep_worker_busy, daemon=True)
     busy.start()
+    pauses = GcPauses()
     rng = np.random.default_rng(1)
     deadline = t_start + minutes * 60
     while time.monotonic() < deadline:
@@ -160,6 +182,9 @@ def measure_open_and_faders(session: InstrumentedSession, model, song: Path, min
     elapsed = time.monotonic() - t_start
     stop.set()
     busy.join()
+    pauses.stop()
+    report["gc_collections_during_playback"] = pauses.counts
+    report["gc_pause_ms_max"] = pauses.max_ms
     worker_busy = session.worker.busy_seconds + sum(w.busy_seconds for w in extra_workers)
     for w in extra_workers:
         w.stop()
@@ -280,6 +305,9 @@ def main() -> int:
          f"< 25 ms at {JACK_PERIOD} frames", report["fader_to_render_ms_p99"] + report["output_latency_ms"] < 25.0),
         (f"underruns in {report['playback_seconds'] / 60:.1f} min after the first second",
          str(report["underruns_after_first_second"]), "0", report["underruns_after_first_second"] == 0),
+        ("cyclic GC runs during playback (gen 0 / 1 / 2) and the longest pause",
+         f"{' / '.join(map(str, report['gc_collections_during_playback']))}; {report['gc_pause_ms_max']:.2f} ms",
+         "-", True),
         ("callback cost (mean / p99 / max) vs block period",
          f"{report['callback_cost_ms_mean']:.3f} / {report['callback_cost_ms_p99']:.3f} / "
          f"{report['callback_cost_ms_max']:.3f} ms = {100 * report['callback_share_of_period_mean']:.1f}% / max "

@@ -30,7 +30,13 @@ from engine.playback.models import ResolvedModel
 from engine.playback.ratematch import RegionResampler
 from engine.playback.separating import NO_MODEL_MESSAGE, SongSeparation
 from engine.playback.silent import SilentClock
-from engine.playback.stream import AudioOutput, OutputState, refresh_devices
+from engine.playback.stream import (
+    LATENCY_PRESETS,
+    AudioOutput,
+    OutputState,
+    list_output_devices,
+    refresh_devices,
+)
 from engine.separation.cache import DEFAULT_REGION_SAMPLES, StemCache, StemEntry
 from engine.separation.streaming import StreamingSeparator, default_worker_threads
 
@@ -134,16 +140,33 @@ class PlaybackSession(SongSeparation, StripControls):
         else:
             mixer.render(out)
 
-    def select_device(self, device: int | str | None = None, samplerate: int | None = None) -> bool:
-        """(Re)open the audio output on ``device``; playback resumes where it was. False (and :attr:`message`) on failure."""
+    def select_device(
+        self, device: int | str | None = None, samplerate: int | None = None, latency: str | None = None
+    ) -> bool:
+        """(Re)open the audio output on ``device``; playback resumes where it was. False (and :attr:`message`) on failure.
+
+        ``device``: an index, a device's name (an exact name wins over names that merely contain it) or a name
+        fragment, or None for the system default. ``latency``: "robust" or "low" switches the preset
+        (``stream.LATENCY_PRESETS``: PortAudio's latency hint and the frames per block) before reopening; None
+        keeps the current one. Raises ValueError for an unknown latency name (and then changes nothing).
+        """
+        if latency is not None and latency not in LATENCY_PRESETS:
+            raise ValueError(f"latency must be one of {', '.join(LATENCY_PRESETS)}, not {latency!r}")
         with self._lock:
             self._device = device
             position = self.position_seconds
             self.output.close()
             self._clock.stop()
+            if latency is not None:
+                self.output.latency_mode = latency
+                self.output.blocksize = LATENCY_PRESETS[latency][1]
             preferred = samplerate or self.model_samplerate or 44100
             try:
                 refresh_devices()
+                if isinstance(device, str) and not device.isdigit():
+                    # indices change when PortAudio re-initialises; names stay, but one may contain another
+                    device = next((d.index for d in list_output_devices() if d.name.lower() == device.lower()),
+                                  device)
                 rate = self.output.open(device, preferred, channels=2)
             except PlaybackError as err:
                 self._message = str(err)
@@ -161,6 +184,16 @@ class PlaybackSession(SongSeparation, StripControls):
                     if self._want_play:
                         self.mixer.request_play()
             return True
+
+    @property
+    def device_spec(self) -> int | str | None:
+        """The output device last asked for (:meth:`select_device`'s ``device``; None: the system default)."""
+        return self._device
+
+    @property
+    def latency(self) -> str:
+        """The output's latency preset: "robust" or "low"."""
+        return self.output.latency_mode
 
     def _build_mixer(self) -> None:
         n_stems = max(1, len(self.stems))

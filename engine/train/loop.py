@@ -86,16 +86,34 @@ def evaluate_usdr(model: nn.Module, tracks: Sequence[ValidTrack], device: torch.
         estimate = model(torch.from_numpy(mixture).to(device)[None])[0].float().cpu()
         scores.append(usdr(torch.from_numpy(stems), estimate).numpy())
     model.train(was_training)
-    mean = np.mean(np.stack(scores), axis=0)
-    return {source: float(mean[i]) for i, source in enumerate(model.sources)}
+    return _mean_over_sounding(scores, [stems for _, _, stems in tracks], model.sources)
+
+
+#: A reference stem quieter than this (mean square over the excerpt, about -80 dBFS) is silent there.
+SILENT_MEAN_SQUARE = 1e-8
+
+
+def _mean_over_sounding(scores: Sequence[np.ndarray], references: Sequence[np.ndarray],
+                        sources: Sequence[str]) -> dict[str, float]:
+    """Mean per stem of ``scores`` (each ``(n_stems,)``) over the tracks where that reference stem sounds.
+
+    uSDR of a silent reference is meaningless (about -30 dB for any estimate that is not silent too): an excerpt
+    whose vocals have not started yet would otherwise drag the stem's mean down and hide real progress. A stem
+    silent in every track scores NaN.
+    """
+    table = np.stack(scores).astype(np.float64)
+    sounding = np.stack([np.mean(np.square(r, dtype=np.float64), axis=(-2, -1)) > SILENT_MEAN_SQUARE
+                         for r in references])
+    counts = sounding.sum(axis=0)
+    totals = np.where(sounding, table, 0.0).sum(axis=0)
+    return {source: float(totals[i] / counts[i]) if counts[i] else float("nan") for i, source in enumerate(sources)}
 
 
 def mixture_usdr(tracks: Sequence[ValidTrack], sources: Sequence[str]) -> dict[str, float]:
     """Mean uSDR per stem of the unprocessed mixture used as every estimate: the lower bound."""
     scores = [usdr(torch.from_numpy(s), torch.from_numpy(m)[None].expand_as(torch.from_numpy(s))).numpy()
               for _, m, s in tracks]
-    mean = np.mean(np.stack(scores), axis=0)
-    return {source: float(mean[i]) for i, source in enumerate(sources)}
+    return _mean_over_sounding(scores, [s for _, _, s in tracks], sources)
 
 
 def _save_safetensors(model: nn.Module, path: Path) -> None:
@@ -239,7 +257,8 @@ def fit(
         stop_now = torch.zeros(1)
         if is_main:
             per_stem = evaluate_usdr(model, valid_tracks, torch_device) if valid_tracks else {}
-            score = float(np.mean(list(per_stem.values()))) if per_stem else -train_loss
+            sounding = [v for v in per_stem.values() if np.isfinite(v)]
+            score = float(np.mean(sounding)) if sounding else -train_loss
             scheduler.step(score)
             improved = score > best_score
             if improved:

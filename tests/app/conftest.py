@@ -41,17 +41,18 @@ def plain_song(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_window(qtbot, settings):
-    """Factory: a MainWindow without an audio device; closed (threads joined) at teardown."""
+    """Factory: a MainWindow (without an audio device unless ``use_audio_device``); closed (threads joined) at
+    teardown."""
     from app.gui import create_application
     from app.main_window import MainWindow
 
     create_application()
     windows = []
 
-    def make(model: str | None = "identity", test_models: bool = True) -> MainWindow:
+    def make(model: str | None = "identity", test_models: bool = True, use_audio_device: bool = False) -> MainWindow:
         if model:
             settings.set_model_name(model)
-        window = MainWindow(settings, use_audio_device=False, show_test_models=test_models)
+        window = MainWindow(settings, use_audio_device=use_audio_device, show_test_models=test_models)
         window.show()
         windows.append(window)
         return window

@@ -325,7 +325,7 @@ def test_a_lost_output_device_shows_a_state(qtbot, make_window, plain_song: Path
     wait_loaded(qtbot, window)
     assert window.audio_label.text() == "No audio output (playing silently)"
     window.playback.output.state, window.playback.output.message = OutputState.DEVICE_LOST, "USB DAC unplugged"
-    qtbot.waitUntil(lambda: window.audio_label.text() == "Audio output lost: choose a device", timeout=5000)
+    qtbot.waitUntil(lambda: window.audio_label.text() == "Audio output lost: Audio ▸ Output device", timeout=5000)
     assert "USB DAC unplugged" in window.audio_label.toolTip()
     window.playback.output.state = OutputState.CLOSED
 
