@@ -13,6 +13,7 @@ row per epoch), ``config.json`` and, when the ``tensorboard`` package is install
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from engine.cli.progress import ProgressBar
-from engine.errors import DatasetError
+from engine.errors import DatasetError, ShotokuError
 from engine.separation.registry import build_model
 from engine.train.config import TrainConfig
 from engine.train.losses import EstimateWrapper, loss_domain, separation_loss, usdr
@@ -116,12 +117,28 @@ def mixture_usdr(tracks: Sequence[ValidTrack], sources: Sequence[str]) -> dict[s
     return _mean_over_sounding(scores, [s for _, _, s in tracks], sources)
 
 
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then rename over ``path``; on failure (a full disk) the old ``path`` stays and a
+    :class:`ShotokuError` names the file and says how to go on."""
+    tmp = path.with_suffix(".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a short write as RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise ShotokuError(f"{path}: could not be written ({err}); the previous one is kept. Free some disk "
+                           "space and run the same command again: training resumes from the last checkpoint") from err
+
+
+def _torch_save(state: dict[str, Any], path: Path) -> None:
+    torch.save(state, path)
+
+
 def _save_safetensors(model: nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+    tensors = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
+    _write_atomically(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def _write_log_row(path: Path, row: dict[str, Any]) -> None:
@@ -299,8 +316,7 @@ def fit(
                 "history": json.dumps(history),
                 "elapsed": total_elapsed,
             }
-            torch.save(state, run_dir / "checkpoint.tmp")
-            os.replace(run_dir / "checkpoint.tmp", checkpoint_path)
+            _write_atomically(checkpoint_path, functools.partial(_torch_save, state))
             if bad_epochs >= settings.patience:
                 stop_now[0], stopped = 1, "early stopping"
             elif settings.max_minutes > 0 and total_elapsed > 60 * settings.max_minutes:

@@ -235,3 +235,20 @@ def test_validation_usdr_leaves_out_stems_silent_in_the_excerpt():
     assert np.isfinite(list(per_stem.values())).all()
     silent_everywhere = [("b", quiet.sum(0), quiet)]
     assert np.isnan(mixture_usdr(silent_everywhere, ["vocals", "drums", "bass", "other"])["vocals"])
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tmp_path):
+    from engine.errors import ShotokuError
+    from engine.train.loop import _write_atomically
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"epoch 7")
+
+    def short_write(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("unexpected pos 103296 vs 103188")  # what torch.save says when the disk fills up
+
+    with pytest.raises(ShotokuError, match="checkpoint.pt.*previous one is kept.*resumes"):
+        _write_atomically(path, short_write)
+    assert path.read_bytes() == b"epoch 7"
+    assert not (tmp_path / "checkpoint.tmp").exists()
