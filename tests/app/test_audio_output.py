@@ -16,7 +16,7 @@ import pytest
 
 from tests.app.conftest import wait_loaded
 from tests.app.songgen import write_song
-from tests.engine.jack import jack_missing_reason, jack_server
+from tests.engine.jack import jack_server, require_jack
 
 ROOT = Path(__file__).parents[2]
 JACK_LABEL = "system (JACK Audio Connection Kit)"
@@ -26,11 +26,7 @@ AMBER = "color: #ffcc66;"
 
 @pytest.fixture
 def jack_tools() -> None:
-    reason = jack_missing_reason()
-    if reason:
-        if os.environ.get("SHOTOKU_ALLOW_NO_JACK") == "1":
-            pytest.skip(f"JACK dummy server unavailable: {reason}")
-        pytest.fail(f"JACK dummy server unavailable: {reason} (or set SHOTOKU_ALLOW_NO_JACK=1 to skip)")
+    require_jack()
 
 
 @pytest.fixture

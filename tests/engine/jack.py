@@ -27,6 +27,17 @@ def jack_missing_reason() -> str | None:
     return None
 
 
+def require_jack() -> None:
+    """Fail the calling test when JACK cannot run here, or skip it when ``SHOTOKU_ALLOW_NO_JACK=1`` says so."""
+    import pytest
+
+    reason = jack_missing_reason()
+    if reason:
+        if os.environ.get("SHOTOKU_ALLOW_NO_JACK") == "1":
+            pytest.skip(f"JACK dummy server unavailable: {reason}")
+        pytest.fail(f"JACK dummy server unavailable: {reason} (or set SHOTOKU_ALLOW_NO_JACK=1 to skip)")
+
+
 def _portaudio():
     try:
         import sounddevice as sd

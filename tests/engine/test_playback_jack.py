@@ -18,18 +18,14 @@ from engine.audio import Audio
 from engine.playback.session import PlaybackSession, SessionState
 from engine.separation.cache import StemCache
 from engine.separation.registry import build_model
-from tests.engine.jack import JACK_RATE, jack_missing_reason, jack_server
+from tests.engine.jack import JACK_RATE, jack_server, require_jack
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
 def jack_tools() -> None:
-    reason = jack_missing_reason()
-    if reason:
-        if os.environ.get("SHOTOKU_ALLOW_NO_JACK") == "1":
-            pytest.skip(f"JACK dummy server unavailable: {reason}")
-        pytest.fail(f"JACK dummy server unavailable: {reason} (or set SHOTOKU_ALLOW_NO_JACK=1 to skip)")
+    require_jack()
 
 
 @pytest.fixture
