@@ -151,6 +151,7 @@ def measure_open_and_faders(session: InstrumentedSession, model, song: Path, min
     # 3. + 2.: play for `minutes` while the worker runs flat out and a fader moves every 50 ms.
     time.sleep(1.0)  # the first second is excluded from the underrun target
     under0, frames0, t_start = session.underruns, session.output.frames, time.monotonic()
+    t_start_perf = time.perf_counter()
     set_times: list[tuple[float, float]] = []
     stop = threading.Event()
     extra_workers: list[StreamingSeparator] = []
@@ -224,6 +225,11 @@ def measure_open_and_faders(session: InstrumentedSession, model, song: Path, min
     report["callback_cost_ms_max"] = float(costs.max() * 1000)
     report["callback_share_of_period_mean"] = float(costs.mean() / period)
     report["callback_share_of_period_max"] = float(costs.max() / period)
+    # Gaps between callback starts: a late callback that was itself quick means the thread was not scheduled in
+    # time (the OS, not the callback's work).
+    gaps = np.diff(starts[starts >= t_start_perf])
+    report["callback_gap_ms_max"] = float(gaps.max() * 1000) if gaps.size else 0.0
+    report["callback_gaps_over_two_periods"] = int(np.count_nonzero(gaps > 2 * period))
 
 
 def measure_memory(model, song: Path, report: dict) -> None:
@@ -327,6 +333,8 @@ def print_report(report: dict, model_desc: str, json_path: Path | None) -> None:
          f"{report['callback_cost_ms_mean']:.3f} / {report['callback_cost_ms_p99']:.3f} / "
          f"{report['callback_cost_ms_max']:.3f} ms = {100 * report['callback_share_of_period_mean']:.1f}% / max "
          f"{100 * report['callback_share_of_period_max']:.1f}% of {period_ms:.1f} ms", "-", True),
+        ("gaps between callback starts: longest, and how many exceeded two periods",
+         f"{report['callback_gap_ms_max']:.1f} ms; {report['callback_gaps_over_two_periods']}", "-", True),
     ]
     if "peak_rss_mb" in report:
         rows.append(("peak memory, 10-min song: app + separation process (PSS, counts shared pages once)",
