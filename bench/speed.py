@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.shipped:
         models = sorted(p.parent.name for p in (ROOT / "resources" / "models").glob("*/weights.safetensors"))
     else:
-        models = sorted(p.stem for p in (ROOT / "configs").glob("*.json"))
+        models = sorted(p.stem for p in (ROOT / "configs").glob("*.json")
+                        if json.loads(p.read_text())["architecture"] == p.stem)  # not recipe variants (<arch>-<name>)
     if BASELINE in models:  # the reference first
         models = [BASELINE] + [m for m in models if m != BASELINE]
     print(f"load average before: {_load()}  threads: {args.threads}", file=sys.stderr)
