@@ -39,7 +39,7 @@ PYTHON=${PYTHON:-python3}
 
 stamp_src=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 stamp=.venv/.shotoku-installed-$stamp_src
-if [ -f "$stamp" ]; then
+if [ -f "$stamp" ] && [ -x .venv/bin/shotoku ]; then  # installed, and nobody removed the entry point since
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
