@@ -16,24 +16,11 @@ import pytest
 
 from tests.app.conftest import wait_loaded
 from tests.app.songgen import write_song
-from tests.engine.jack import jack_server, require_jack
 
 ROOT = Path(__file__).parents[2]
 JACK_LABEL = "system (JACK Audio Connection Kit)"
 LOST_TEXT = "Audio output lost: Audio ▸ Output device"
 AMBER = "color: #ffcc66;"
-
-
-@pytest.fixture
-def jack_tools() -> None:
-    require_jack()
-
-
-@pytest.fixture
-def jack(jack_tools: None):
-    """A JACK dummy server for the test; request it before ``make_window`` so the window closes first."""
-    with jack_server() as pid:
-        yield pid
 
 
 @pytest.fixture

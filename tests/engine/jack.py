@@ -1,6 +1,6 @@
 """A JACK server on the dummy driver, started and stopped by PID: real-time pacing without a sound card.
 
-Used by the playback integration tests (fixture ``jack_server`` in ``test_playback_jack.py``) and by
+Used by the playback integration tests (fixtures ``jack_tools`` and ``jack`` in ``tests/conftest.py``) and by
 ``bench/realtime.py``. ``jackd2`` must be installed (CI's set-up installs it); when it is not, tests fail with a
 message saying so, unless ``SHOTOKU_ALLOW_NO_JACK=1`` is set, in which case they are skipped with that reason.
 """
@@ -46,13 +46,17 @@ def _portaudio():
     return sd
 
 
+def _terminate_portaudio(sd) -> None:
+    try:
+        sd._terminate()
+    except Exception:
+        pass
+
+
 def _reinit_portaudio() -> None:
     sd = _portaudio()
     if sd is not None:
-        try:
-            sd._terminate()
-        except Exception:
-            pass
+        _terminate_portaudio(sd)
         sd._initialize()
 
 
@@ -102,10 +106,7 @@ def jack_server(rate: int = JACK_RATE, period: int = JACK_PERIOD) -> Iterator[in
     finally:
         sd = _portaudio()
         if sd is not None:
-            try:
-                sd._terminate()
-            except Exception:
-                pass
+            _terminate_portaudio(sd)
         kill_jack(proc)
         if sd is not None:
             sd._initialize()

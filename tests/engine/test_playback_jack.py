@@ -18,20 +18,9 @@ from engine.audio import Audio
 from engine.playback.session import PlaybackSession, SessionState
 from engine.separation.cache import StemCache
 from engine.separation.registry import build_model
-from tests.engine.jack import JACK_RATE, jack_server, require_jack
+from tests.engine.jack import JACK_RATE
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def jack_tools() -> None:
-    require_jack()
-
-
-@pytest.fixture
-def jack(jack_tools: None):
-    with jack_server() as pid:
-        yield pid
 
 
 @pytest.fixture
