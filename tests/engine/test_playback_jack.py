@@ -23,12 +23,6 @@ from tests.engine.jack import JACK_RATE
 pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StemCache:
-    monkeypatch.setenv("SHOTOKU_CACHE", str(tmp_path / "cache"))
-    return StemCache()
-
-
 def noise_song(seconds: float) -> Audio:
     rng = np.random.default_rng(0)
     return Audio((0.1 * rng.standard_normal((2, int(seconds * JACK_RATE)))).astype(np.float32), JACK_RATE)

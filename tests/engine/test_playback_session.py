@@ -23,12 +23,6 @@ SR = 44100
 BLOCK = 512
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StemCache:
-    monkeypatch.setenv("SHOTOKU_CACHE", str(tmp_path))
-    return StemCache()
-
-
 def tone(seconds: float = 6.0) -> Audio:
     t = np.arange(int(seconds * SR)) / SR
     left = 0.3 * np.sin(2 * np.pi * 220 * t)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from engine.separation.apply import apply_chunked
 from engine.separation.cache import StemCache
@@ -15,12 +13,6 @@ from engine.separation.streaming import StreamingSeparator, default_worker_threa
 
 SR = 44100
 REGION = 8192
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StemCache:
-    monkeypatch.setenv("SHOTOKU_CACHE", str(tmp_path))
-    return StemCache()
 
 
 def song(n_samples: int = 10 * REGION + 1000, seed: int = 0) -> np.ndarray:
@@ -34,6 +26,15 @@ def make_worker(cache: StemCache, mix: np.ndarray, model, key: str = "song", ord
         torch_model_fn(model, 1), mix, entry, segment or model.segment_samples,
         on_ready=(order.append if order is not None else None),
     )
+
+
+def run_to_end(cache: StemCache, mix: np.ndarray, model) -> StreamingSeparator:
+    """A worker that separated all of ``mix`` and stopped (its store entry still open)."""
+    worker = make_worker(cache, mix, model)
+    worker.start()
+    assert worker.wait_done(60)
+    worker.stop()
+    return worker
 
 
 def test_identity_model_fills_the_store_with_the_input(cache: StemCache) -> None:
@@ -98,10 +99,7 @@ def test_seek_reprioritises_a_running_separation(cache: StemCache) -> None:
 def test_reopening_verifies_instead_of_separating(cache: StemCache) -> None:
     mix = song()
     model = build_model("tiny", {"segment_seconds": 0.25})
-    first = make_worker(cache, mix, model)
-    first.start()
-    assert first.wait_done(60)
-    first.stop()
+    first = run_to_end(cache, mix, model)
     first.entry.close()
 
     calls = []
@@ -117,10 +115,7 @@ def test_reopening_verifies_instead_of_separating(cache: StemCache) -> None:
 def test_a_corrupt_cached_region_is_recomputed(cache: StemCache) -> None:
     mix = song()
     model = build_model("identity", {"segment_seconds": 0.3})
-    first = make_worker(cache, mix, model)
-    first.start()
-    assert first.wait_done(60)
-    first.stop()
+    first = run_to_end(cache, mix, model)
     first.entry.stems[1, 0, 3 * REGION + 17] = 42.0  # bit rot in region 3
     first.entry.close()
     second = make_worker(cache, mix, model)
