@@ -190,3 +190,108 @@ def test_cancel_stops_generation(tmp_path: Path) -> None:
                     cancel=cancel)
     assert not (tmp_path / "c" / "manifest.json").exists()
     assert len(list((tmp_path / "c").rglob("*.wav"))) < 10 * 5  # stopped early, not after all 50 tracks
+
+
+# --- version 2 with real accompaniment (stand-in packages, see tests/engine/synth_standins.py) -----------------
+
+REAL_COUNTS = {"n_real_train": 2, "n_real_valid": 1, "n_unpaired_real": 1}
+
+
+@pytest.fixture(scope="module")
+def fake_real(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.engine.synth_standins import make_fake_real, needs_dpkg
+
+    if needs_dpkg.args[0]:
+        pytest.skip(needs_dpkg.kwargs["reason"])
+    return make_fake_real(tmp_path_factory.mktemp("fake_real"))
+
+
+@pytest.fixture(scope="module")
+def real_corpus(tmp_path_factory: pytest.TempPathFactory, fake_real: Path) -> Path:
+    if not HAVE_TOOLS:
+        pytest.skip("FluidSynth SoundFont or espeak-ng not installed (apt)")
+    out = tmp_path_factory.mktemp("real_corpus")
+    make_corpus(out, seed=3, real_dir=fake_real, **(SMALL | {"n_unpaired": 1}), **REAL_COUNTS)
+    return out
+
+
+@needs_tools
+def test_real_accompaniment_tracks_are_exact_and_say_what_is_known(real_corpus: Path) -> None:
+    for split, n in (("train_realacc", 2), ("valid_realacc", 1)):
+        folders = sorted((real_corpus / split).iterdir())
+        assert [f.name for f in folders] == [f"{split}_{i:04d}" for i in range(n)]
+        for folder in folders:
+            assert sorted(p.name for p in folder.iterdir()) == ["accompaniment.wav", "mixture.wav", "track.json",
+                                                                "vocals.wav"]
+            parts = [sf.read(str(folder / f"{s}.wav"), dtype="float64")[0] for s in ("vocals", "accompaniment")]
+            mixture = sf.read(str(folder / "mixture.wav"), dtype="float64")[0]
+            assert np.max(np.abs(mixture - parts[0] - parts[1])) <= 1e-6
+            assert all(np.abs(p).max() > 1e-3 for p in parts) and np.abs(mixture).max() <= 1.0
+            meta = json.loads((folder / "track.json").read_text())
+            assert meta["known"] == ["vocals", "accompaniment"] and "drums" in meta["unknown"]
+            src = meta["accompaniment_source"]
+            assert src["split"] == {"train_realacc": "train", "valid_realacc": "valid"}[split]
+            assert src["licence"].startswith("GPL-2+")
+    # Issue 12's S_A: only the mixture is in the pool; its references are outside every pool.
+    assert [p.name for p in (real_corpus / "unpaired/real_mixtures/real_mixtures_0000").iterdir()] == ["mixture.wav"]
+    refs = real_corpus / "refs/unpaired_real_mixtures/real_mixtures_0000"
+    assert json.loads((refs / "track.json").read_text())["accompaniment_source"]["split"] == "unpaired_a"
+    manifest = json.loads((real_corpus / "manifest.json").read_text())
+    assert manifest["version"] == 2 and manifest["counts"]["train_realacc"] == 2
+    assert "TinyKit" in manifest["sounds"]["kits"] and "fluidr3" in manifest["sounds"]["licences"]
+    assert manifest["real"]["splits"]["check"]["n_pieces"] == 1 and "Jeon" in manifest["loudness"]["source"]
+
+
+@needs_tools
+def test_real_corpus_is_the_same_bytes_with_other_workers(real_corpus: Path, fake_real: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    make_corpus(again, seed=3, real_dir=fake_real, **(SMALL | {"n_unpaired": 1, "workers": 1}), **REAL_COUNTS)
+    files = sorted(p.relative_to(real_corpus) for p in real_corpus.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        assert _digest(real_corpus / rel) == _digest(again / rel), rel
+
+
+@needs_tools
+def test_known_loader_reads_the_real_corpus(real_corpus: Path) -> None:
+    from engine.data.known import KnownStemsDataset
+
+    ds = KnownStemsDataset(real_corpus, ("train", "train_realacc"), segment_seconds=1.0, samples_per_epoch=4)
+    mixture, stems, known = ds[0]
+    assert mixture.shape == (2, 44100) and stems.shape == (4, 2, 44100) and known.shape == (4,)
+
+
+@needs_tools
+def test_check_set_has_references_and_bare_pieces(fake_real: Path, tmp_path: Path) -> None:
+    from engine.data.synth.realacc import make_check_set
+
+    out = tmp_path / "check"
+    manifest = make_check_set(out, fake_real, seconds=3.0, n_excerpts=2, seed=1, workers=1)
+    assert len(manifest["tracks"]) == 2 and len(manifest["instrumentals"]) == 1
+    for entry in manifest["tracks"]:
+        folder = out / "check" / entry["name"]
+        v, a, m = (sf.read(str(folder / f"{s}.wav"), dtype="float64")[0] for s in ("vocals", "accompaniment",
+                                                                                  "mixture"))
+        assert np.max(np.abs(m - v - a)) <= 1e-6 and np.abs(v).max() > 1e-3
+        assert entry["accompaniment_source"]["split"] == "check"
+    starts = [e["accompaniment_source"]["start_seconds"] for e in manifest["tracks"]]
+    assert starts[0] != starts[1]
+    piece = manifest["instrumentals"][0]["name"]
+    bare = out / "instrumental" / piece / "mixture.flac"
+    assert bare.read_bytes() == next((fake_real / "pools" / "check").rglob("instrumental.flac")).read_bytes()
+
+
+@needs_tools
+def test_classic_generator_still_makes_version_1(tmp_path: Path) -> None:
+    manifest = make_corpus(tmp_path / "c", n_train=1, n_valid=0, n_test=0, n_unpaired=0, seconds=2.0, workers=1,
+                           classic=True)
+    assert manifest["version"] == 1 and "sounds" not in manifest
+    assert "mix_rms_db" in manifest["tracks"][0]
+
+
+def test_cli_refuses_reserved_packages_and_real_counts_without_real(tmp_path: Path) -> None:
+    from engine.cli import main
+
+    assert main(["dataset", "fetch", "--out", str(tmp_path / "r"), "--packages", "asc-music"]) == 1
+    assert main(["dataset", "synth", "--out", str(tmp_path / "c"), "--real-tracks", "2"]) == 1
+    assert main(["dataset", "check", "--out", str(tmp_path / "k")]) == 1

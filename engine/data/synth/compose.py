@@ -50,7 +50,8 @@ class Note:
 
 @dataclass
 class Part:
-    """One instrument part rendered into ``stem``; ``bank``/``program`` select the SoundFont preset."""
+    """One instrument part rendered into ``stem``; ``bank``/``program`` select the preset of SoundFont ``sfont``
+    (a name of the renderer's banks; ``None``: its default bank), ``kit`` a recorded Hydrogen kit for drums."""
 
     name: str
     stem: str
@@ -58,6 +59,8 @@ class Part:
     bank: int = 0
     is_drum: bool = False
     notes: list[Note] = field(default_factory=list)
+    sfont: str | None = None
+    kit: str | None = None
 
 
 @dataclass

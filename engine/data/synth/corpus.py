@@ -3,8 +3,13 @@
 ``make_corpus(out, ...)`` writes ``out/{train,valid,test}/<track>/{mixture,drums,bass,other,vocals}.wav``
 (44.1 kHz stereo float32; ``mixture`` is exactly the float32 sum of the four written stems), the unpaired pools
 ``out/unpaired/{mixtures,vocals,instrumental}/<track>/`` (from disjoint song seeds), and ``out/manifest.json``.
-Each track's seed derives from ``(seed, pool, index)`` only, so results do not depend on worker scheduling and
-the same seed gives the same bytes.
+With a fetched real-audio folder (``real_dir``) it also writes songs over real accompaniment
+(:mod:`engine.data.synth.realacc`): ``out/{train,valid}_realacc/<track>/{mixture,vocals,accompaniment}.wav`` +
+``track.json``, and issue 12's mixtures over real accompaniment ``out/unpaired/real_mixtures/<track>/mixture.wav``
+(their references under ``out/refs/``). Version 2 (the default) produces each song with
+:mod:`engine.data.synth.produce` (GM banks, recorded kits, singers, pedalboard mix and master); ``classic=True``
+is version 1. Each track's seed derives from ``(seed, pool, index)`` only, so results do not depend on worker
+scheduling and the same seed gives the same bytes.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from engine.data.synth.compose import Song, compose
 from engine.errors import DatasetError, SeparationCancelled
 
 STEMS = ("drums", "bass", "other", "vocals")  # summation order of the mixture (fixed for exactness)
-POOLS = ("train", "valid", "test", "unpaired/mixtures", "unpaired/vocals", "unpaired/instrumental")
-GENERATOR_VERSION = 1
+#: New pools go at the end: a pool's position is part of its tracks' seeds.
+POOLS = ("train", "valid", "test", "unpaired/mixtures", "unpaired/vocals", "unpaired/instrumental",
+         "train_realacc", "valid_realacc", "unpaired/real_mixtures")
+GENERATOR_VERSION = 2
 
 # Mixing ranges (dB / pan / seconds): per-part levels before the stem level, stem levels relative to the mix.
 STEM_LEVEL_DB = {"vocals": (-1.0, 3.0), "drums": (-2.0, 3.0), "bass": (-4.0, 3.0), "other": (-3.0, 3.0)}
@@ -147,16 +154,30 @@ def mixture_of(stems: dict[str, np.ndarray]) -> np.ndarray:
     return mix
 
 
-def _init_worker(soundfont: str) -> None:
-    _WORKER["renderer"] = rd.PartRenderer(Path(soundfont))
+def _init_worker(soundfont: str, config: dict | None = None) -> None:
+    if config is None or config.get("classic"):
+        _WORKER["renderer"] = rd.PartRenderer(Path(soundfont))
+        _WORKER["config"] = {"classic": True}
+        return
+    from engine.data.synth.loudness import LoudnessStats
+    from engine.data.synth.produce import Studio
+    from engine.data.synth.timbres import Timbres
+
+    timbres = Timbres(**config["timbres"])
+    _WORKER["studio"] = Studio.create(timbres, LoudnessStats(config.get("loudness_stats")))
+    _WORKER["config"] = config
 
 
-def make_track(job: tuple[str, str, int, int, float]) -> dict:
+def make_track(job: tuple) -> dict:
     """Compose, render and write one track; ``job`` is ``(out_dir, pool, index, seed, seconds)``.
 
-    Returns the track's manifest entry. Runs in a worker (uses the worker's renderer).
+    Returns the track's manifest entry. Runs in a worker (uses the worker's renderer or studio).
     """
     out_dir, pool, index, seed, seconds = job
+    if not _WORKER["config"].get("classic"):
+        from engine.data.synth.tracks import make_track_v2
+
+        return make_track_v2(_WORKER, Path(out_dir), pool, index, track_seed(seed, pool, index), seconds)
     renderer: rd.PartRenderer = _WORKER["renderer"]
     sr = rd.SAMPLERATE
     n_samples = int(round(seconds * sr))
@@ -168,6 +189,14 @@ def make_track(job: tuple[str, str, int, int, float]) -> dict:
     target_db = float(rng.uniform(*MIX_RMS_DB))
     stems, scale = normalise_mix(stems, target_db)
     name = f"{pool.split('/')[-1]}_{index:04d}"
+    write_stems(Path(out_dir), pool, name, stems)
+    return {"name": name, "pool": pool, "index": index, "seed": s, "n_samples": n_samples, "samplerate": sr,
+            "mix_rms_db": round(target_db, 2), "mix_scale": scale, "song": song.summary(), "mixing": params}
+
+
+def write_stems(out_dir: Path, pool: str, name: str, stems: dict[str, np.ndarray]) -> None:
+    """Write one synthetic track's files for its pool (the mixture is the exact sum of what is written)."""
+    sr = rd.SAMPLERATE
     folder = Path(out_dir) / pool / name
     if pool == "unpaired/mixtures":
         _save(folder / "mixture.wav", mixture_of(stems), sr)
@@ -181,30 +210,36 @@ def make_track(job: tuple[str, str, int, int, float]) -> dict:
         for k, v in stems.items():
             _save(folder / f"{k}.wav", v, sr)
         _save(folder / "mixture.wav", mixture_of(stems), sr)
-    return {"name": name, "pool": pool, "index": index, "seed": s, "n_samples": n_samples, "samplerate": sr,
-            "mix_rms_db": round(target_db, 2), "mix_scale": scale, "song": song.summary(), "mixing": params}
 
 
 def make_corpus(out: Path, *, n_train: int = 180, n_valid: int = 20, n_test: int = 20, n_unpaired: int = 20,
                 seconds: float = 60.0, seed: int = 0, soundfont: Path | None = None, workers: int = 2,
                 progress: Callable[[float, str], None] | None = None,
-                cancel: threading.Event | None = None) -> dict:
+                cancel: threading.Event | None = None, real_dir: Path | None = None, n_real_train: int = 0,
+                n_real_valid: int = 0, n_unpaired_real: int = 0, loudness_stats: Path | None = None,
+                classic: bool = False) -> dict:
     """Generate the whole corpus into ``out``; returns (and writes) the manifest dict.
 
     ``progress(fraction, track_name)`` is called after each track; ``cancel`` is checked after each track (and
-    before the first), raising :class:`SeparationCancelled` and stopping the workers.
+    before the first), raising :class:`SeparationCancelled` and stopping the workers. ``real_dir`` (made by
+    ``shotoku dataset fetch``) adds the real-accompaniment pools (``n_real_*``), GM banks and recorded kits.
     """
     sf_path = rd.check_tools(soundfont)
     out = Path(out)
+    if (n_real_train or n_real_valid or n_unpaired_real) and (real_dir is None or classic):
+        raise DatasetError(None, "songs over real accompaniment need a real-audio folder (shotoku dataset fetch) "
+                           "and the version-2 generator")
+    config = None if classic else _v2_config(sf_path, real_dir, loudness_stats)
     out.mkdir(parents=True, exist_ok=True)
     counts = {"train": n_train, "valid": n_valid, "test": n_test, "unpaired/mixtures": n_unpaired,
-              "unpaired/vocals": n_unpaired, "unpaired/instrumental": n_unpaired}
+              "unpaired/vocals": n_unpaired, "unpaired/instrumental": n_unpaired, "train_realacc": n_real_train,
+              "valid_realacc": n_real_valid, "unpaired/real_mixtures": n_unpaired_real}
     jobs = [(str(out), pool, i, seed, float(seconds)) for pool in POOLS for i in range(counts[pool])]
     entries: list[dict] = []
     # Fork is fast and needs no `if __name__ == "__main__"` guard, but a child forked from a process that has
     # already run a FluidSynth synth hangs on a lock copied mid-use: then (tests, scripts) spawn instead.
     ctx = mp.get_context("spawn" if rd.PartRenderer.used_in_this_process() else "fork")
-    pool_obj = ctx.Pool(workers, initializer=_init_worker, initargs=(str(sf_path),))
+    pool_obj = ctx.Pool(workers, initializer=_init_worker, initargs=(str(sf_path), config))
     iterator = pool_obj.imap_unordered(make_track, jobs, chunksize=1)
     try:
         if cancel is not None and cancel.is_set():
@@ -223,13 +258,53 @@ def make_corpus(out: Path, *, n_train: int = 180, n_valid: int = 20, n_test: int
         pool_obj.join()
     entries.sort(key=lambda e: (POOLS.index(e["pool"]), e["index"]))
     manifest = {
-        "generator": "shotoku.synth", "version": GENERATOR_VERSION, "seed": seed, "seconds": seconds,
-        "samplerate": rd.SAMPLERATE, "soundfont": sf_path.name, "counts": counts,
-        "layout": "MUSDB18-HQ: <split>/<track>/{mixture,drums,bass,other,vocals}.wav, float32 WAV",
-        "tracks": entries,
+        "generator": "shotoku.synth", "version": 1 if classic else GENERATOR_VERSION, "seed": seed,
+        "seconds": seconds, "samplerate": rd.SAMPLERATE, "soundfont": sf_path.name,
+        "counts": {k: v for k, v in counts.items() if v or k in POOLS[:6]},
+        "layout": "MUSDB18-HQ: <split>/<track>/{mixture,drums,bass,other,vocals}.wav, float32 WAV; "
+                  "<split>_realacc/<track>/{mixture,vocals,accompaniment}.wav + track.json (known stems)",
     }
+    if config is not None:
+        manifest["sounds"] = config["timbres"] | {"soundfonts": {k: Path(v).name for k, v in
+                                                                 config["timbres"]["soundfonts"].items()},
+                                                  "drum_sf2": {k: Path(v).name for k, v in
+                                                               config["timbres"]["drum_sf2"].items()},
+                                                  "kits": sorted(config["timbres"]["kits"])}
+        manifest["loudness"] = config["loudness"]
+        manifest["real"] = config.get("real")
+    manifest["tracks"] = entries
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default) + "\n")
     return manifest
+
+
+def _v2_config(soundfont: Path, real_dir: Path | None, loudness_stats: Path | None) -> dict:
+    """What every worker of a version-2 corpus renders with (decided once, here, so all workers agree)."""
+    import hashlib
+
+    from engine.data.synth import festival
+    from engine.data.synth.loudness import LoudnessStats
+    from engine.data.synth.timbres import discover
+
+    try:
+        import pedalboard  # noqa: F401
+        import pyloudnorm  # noqa: F401
+    except ImportError as err:
+        raise DatasetError(None, f"the mixing chain needs pedalboard and pyloudnorm ({err}); "
+                           "`pip install pedalboard pyloudnorm` (or use --classic)") from err
+    t = discover(Path(soundfont), real_dir, festival.available_voices())
+    config = {"classic": False, "loudness_stats": str(loudness_stats) if loudness_stats else None,
+              "loudness": LoudnessStats(loudness_stats).to_json(), "real_dir": str(real_dir) if real_dir else None,
+              "timbres": {"soundfonts": {k: str(v) for k, v in t.soundfonts.items()},
+                          "drum_sf2": {k: str(v) for k, v in t.drum_sf2.items()},
+                          "kits": {k: str(v) for k, v in t.kits.items()}, "kit_roles": t.kit_roles,
+                          "festival_voices": list(t.festival_voices), "licences": t.licences}}
+    if real_dir is not None:
+        from engine.data.real.fetch import MANIFEST, load_manifest
+
+        real = load_manifest(real_dir)
+        config["real"] = {"manifest_sha256": hashlib.sha256((Path(real_dir) / MANIFEST).read_bytes()).hexdigest(),
+                          "splits": real["splits"]}
+    return config
 
 
 def _json_default(obj: object) -> object:

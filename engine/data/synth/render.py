@@ -54,32 +54,72 @@ class PartRenderer:
         """Whether a renderer was created in this process (forking it afterwards can deadlock)."""
         return cls._pid_used == os.getpid()
 
-    def __init__(self, soundfont: Path, samplerate: int = SAMPLERATE) -> None:
+    def __init__(self, soundfont: Path | dict[str, Path], samplerate: int = SAMPLERATE,
+                 drum_sf2: frozenset[str] = frozenset()) -> None:
+        """``soundfont``: one SoundFont, or ``{name: path}`` of several (the first is the default bank; a part
+        picks one by its ``sfont`` name). Names in ``drum_sf2`` are drum-kit SoundFonts whose kit is preset
+        0:0 on a melodic channel (AVL drums) rather than bank 128 on channel 10."""
         import fluidsynth
+
+        from engine.data.real.sources import refuse_reserved
 
         PartRenderer._pid_used = os.getpid()
         self._fluidsynth = fluidsynth
         self.samplerate = samplerate
-        self.soundfont = Path(soundfont)
-        # A holder synth keeps the SoundFont in FluidSynth's sample cache, so a fresh synth per part loads fast
+        fonts = {"default": Path(soundfont)} if not isinstance(soundfont, dict) else dict(soundfont)
+        for path in fonts.values():
+            refuse_reserved(path)
+        self.soundfonts = {k: Path(v) for k, v in fonts.items()}
+        self.default = next(iter(self.soundfonts))
+        self.soundfont = self.soundfonts[self.default]
+        self.drum_sf2 = frozenset(drum_sf2)
+        # A holder synth keeps the SoundFonts in FluidSynth's sample cache, so a fresh synth per part loads fast
         # (~50 ms). A fresh synth per part is needed for determinism: a reused synth's voice pool keeps filter
         # state from earlier notes, which changed the first ~100 samples of the next part by up to 6e-5.
-        self._holder = self._new_synth()
+        self._holder = self._new_synth(list(self.soundfonts))
+        self._presets = {name: self._preset_table(self._holder, sfid) for name, sfid in self._holder.sfids.items()}
         self._write = fluidsynth._fl.fluid_synth_write_float
         self._write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                                 ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         self._write.restype = ctypes.c_int
 
-    def _new_synth(self):  # noqa: ANN202 (a fluidsynth.Synth)
+    def _new_synth(self, names: list[str]):  # noqa: ANN202 (a fluidsynth.Synth)
         synth = self._fluidsynth.Synth(
             gain=0.5, samplerate=float(self.samplerate),
             **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 256, "synth.cpu-cores": 1},
         )
-        sfid = synth.sfload(str(self.soundfont))
-        if sfid < 0:
-            raise DatasetError(self.soundfont, "FluidSynth could not load this SoundFont")
-        synth.sfid_loaded = sfid
+        synth.sfids = {}
+        for name in names:
+            sfid = synth.sfload(str(self.soundfonts[name]))
+            if sfid < 0:
+                raise DatasetError(self.soundfonts[name], "FluidSynth could not load this SoundFont")
+            synth.sfids[name] = sfid
+        synth.sfid_loaded = synth.sfids[names[0]]
         return synth
+
+    @staticmethod
+    def _preset_table(synth, sfid: int) -> set[tuple[int, int]]:  # noqa: ANN001
+        return {(b, p) for b in (0, 128) for p in range(128) if synth.sfpreset_name(sfid, b, p)}
+
+    def has_preset(self, sfont: str, bank: int, program: int) -> bool:
+        """Whether SoundFont ``sfont`` has the preset ``bank:program``."""
+        return (bank, program) in self._presets.get(sfont, set())
+
+    def resolve(self, part: Part) -> tuple[str, int, int, int]:
+        """``(sfont, channel, bank, program)`` a part is played with: its own SoundFont when that has the preset,
+        else the default bank."""
+        sfont = getattr(part, "sfont", None) or self.default
+        if sfont not in self.soundfonts:
+            sfont = self.default
+        if sfont in self.drum_sf2:
+            return sfont, 0, 0, 0
+        bank, program = part.bank, part.program
+        if not self.has_preset(sfont, bank, program):
+            if part.is_drum and self.has_preset(sfont, 128, 0):
+                program = 0
+            else:
+                sfont = self.default
+        return sfont, (9 if part.is_drum else 0), bank, program
 
     def close(self) -> None:
         """Free the synthesiser."""
@@ -97,9 +137,9 @@ class PartRenderer:
 
     def render(self, part: Part, n_samples: int, tail_seconds: float = 0.0) -> np.ndarray:
         """Render ``part`` from silence: float32 ``(2, n_samples)`` (notes past the end are cut)."""
-        s = self._new_synth()
-        chan = 9 if part.is_drum else 0
-        s.program_select(chan, s.sfid_loaded, part.bank, part.program)
+        sfont, chan, bank, program = self.resolve(part)
+        s = self._new_synth([sfont])
+        s.program_select(chan, s.sfid_loaded, bank, program)
         s.cc(chan, 7, 100)
         s.cc(chan, 10, 64)
         s.cc(chan, 91, 0)

@@ -1,6 +1,7 @@
-"""Sung lead vocals: words spoken by espeak-ng, forced onto the melody with the WORLD vocoder (pyworld).
+"""Sung lead vocals: words spoken by espeak-ng or Festival, forced onto the melody with the WORLD vocoder (pyworld).
 
-For each word, espeak-ng speaks it (22.05 kHz) and WORLD analyses it into a spectral envelope, aperiodicity and
+For each word, the voice engine speaks it (22.05 kHz; espeak-ng voices are plain names, Festival voices are
+``festival:<voice>``, see :mod:`engine.data.synth.festival`) and WORLD analyses it into a spectral envelope, aperiodicity and
 a voiced/unvoiced mask. To sing a note, the unvoiced onset consonant is kept at speaking speed (placed just
 before the beat), the vowel nucleus is stretched to fill the note, the coda consonant ends it, and the pitch is
 replaced by the melody's contour with portamento between notes, delayed vibrato and slow pitch drift. The
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,9 @@ FEMALE_VOICES = ("en-us+f2", "en-us+f3", "en-gb+f1", "en-us+f4", "en+f5", "en-gb
 
 
 _SPEECH_CACHE: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+#: Singer-independent word analyses of the last few voices used (float32, ~70 MB a voice at most), per process.
+_BASE_CACHE: OrderedDict[str, dict[str, tuple[np.ndarray, np.ndarray, int, int]]] = OrderedDict()
+_BASE_VOICES = 6
 
 
 @dataclass
@@ -41,7 +46,12 @@ class _Word:
 
 
 def speak(word: str, voice: str, speed: int = 125) -> np.ndarray:
-    """espeak-ng's speech of ``word`` as mono float64 ``(n_samples,)`` at 22.05 kHz, silence trimmed."""
+    """The speech of ``word`` as mono float64 ``(n_samples,)`` at 22.05 kHz, silence trimmed: espeak-ng, or
+    Festival for ``festival:<voice>`` names."""
+    if voice.startswith("festival:"):
+        from engine.data.synth import festival
+
+        return festival.speak(word, voice)
     try:
         wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", word],
                              capture_output=True, check=True, timeout=30).stdout
@@ -69,13 +79,43 @@ class Singer:
         self.formant_shift = float(rng.uniform(0.93, 1.07))  # vocal-tract length: warps the envelope in frequency
         self.tilt_hz = float(rng.uniform(2500.0, 6000.0))  # above this, the envelope falls ~6 dB/octave (darker)
         self.breaths = float(rng.uniform(0.3, 0.9))  # probability of an audible in-breath before a phrase
+        self.detune = 0.0  # semitones added to the whole line (a double sings a few cents off the lead)
         self._cache: dict[str, _Word] = {}
 
     def _analyse(self, word: str) -> _Word:
         if word in self._cache:
             return self._cache[word]
+        words = _BASE_CACHE.setdefault(self.voice, {})
+        _BASE_CACHE.move_to_end(self.voice)
+        while len(_BASE_CACHE) > _BASE_VOICES:
+            _BASE_CACHE.popitem(last=False)
+        if word not in words:
+            words[word] = self._base(word)
+        log_sp, ap_base, v0, v1 = words[word]
+        n = log_sp.shape[0]
+        freqs = np.arange(1025) * self.samplerate / 2048
+        # Singer identity beyond the engine's voices: formant shift (frequency warp) and spectral tilt.
+        src = np.clip(np.arange(1025) / self.formant_shift, 0, 1024)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, 1024)
+        fr = src - lo
+        sp44 = np.exp((1 - fr) * log_sp[:, lo] + fr * log_sp[:, hi])
+        sp44 /= 1.0 + (freqs / self.tilt_hz) ** 2
+        ap44 = ap_base.astype(np.float64)
+        # A sung vowel is clearly periodic: cap the aperiodicity of voiced frames below ~4 kHz.
+        cap = np.clip(0.05 + (freqs - 4000.0) / 8000.0, 0.05, 1.0)
+        vmask = np.zeros(n, bool)
+        vmask[v0: v1 + 1] = True
+        ap44[vmask] = np.minimum(ap44[vmask], cap[None, :])
+        w = _Word(sp=sp44, ap=ap44, v0=v0, v1=v1)
+        self._cache[word] = w
+        return w
+
+    def _base(self, word: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """The singer-independent part of a word's analysis (cached per process): log power envelope and
+        aperiodicity on the 44.1 kHz / 2048-point grid, first and last voiced frame."""
         key = (self.voice, word)
-        if key not in _SPEECH_CACHE:  # per process: espeak + WORLD analysis is the slow part (~35 ms a word)
+        if key not in _SPEECH_CACHE:  # per process: speech + WORLD analysis is the slow part (~35 ms a word)
             pw = self.pw
             x = speak(word, self.voice)
             f0, t = pw.dio(x, _SPEECH_RATE, frame_period=FRAME_MS, f0_floor=60.0, f0_ceil=500.0)
@@ -98,24 +138,10 @@ class Singer:
         sp44 = np.empty((n, 1025))
         sp44[:, :_N_LOW] = sp
         sp44[:, _N_LOW:] = ref * roll[None, :]
-        # Singer identity beyond espeak's voices: formant shift (frequency warp) and spectral tilt.
-        src = np.clip(np.arange(1025) / self.formant_shift, 0, 1024)
-        lo = np.floor(src).astype(int)
-        hi = np.minimum(lo + 1, 1024)
-        fr = src - lo
-        sp44 = np.exp((1 - fr) * np.log(sp44[:, lo] + 1e-16) + fr * np.log(sp44[:, hi] + 1e-16))
-        sp44 /= 1.0 + (freqs / self.tilt_hz) ** 2
         ap44 = np.empty((n, 1025))
         ap44[:, :_N_LOW] = ap
         ap44[:, _N_LOW:] = 0.999
-        # A sung vowel is clearly periodic: cap the aperiodicity of voiced frames below ~4 kHz.
-        cap = np.clip(0.05 + (freqs - 4000.0) / 8000.0, 0.05, 1.0)
-        vmask = np.zeros(n, bool)
-        vmask[v0: v1 + 1] = True
-        ap44[vmask] = np.minimum(ap44[vmask], cap[None, :])
-        w = _Word(sp=sp44, ap=ap44, v0=v0, v1=v1)
-        self._cache[word] = w
-        return w
+        return np.log(sp44 + 1e-16).astype(np.float32), ap44.astype(np.float32), v0, v1
 
     def _syllable_frames(self, w: _Word, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Stretch one word to ``n_frames`` frames from its vowel start: (sp, ap, voiced mask, n_onset)."""
@@ -143,6 +169,10 @@ class Singer:
 
     def sing(self, notes: list[SungNote], n_samples: int, rng: np.random.Generator) -> np.ndarray:
         """The sung line, mono float32 ``(n_samples,)`` at ``self.samplerate``, peak about 0.5."""
+        if self.voice.startswith("festival:"):  # one festival run for the line's new words
+            from engine.data.synth import festival
+
+            festival.prefetch([n.word for n in notes], self.voice)
         out = np.zeros(n_samples, dtype=np.float64)
         for phrase in _phrases(notes):
             self._sing_phrase(phrase, out, rng)
@@ -224,7 +254,7 @@ class Singer:
         drift = np.cumsum(rng.normal(0, 0.02, n_frames))
         drift = 0.08 * (drift - np.convolve(drift, np.ones(41) / 41, mode="same"))
         wobble = np.sin(2 * np.pi * self.vibrato_rate * t + phase)
-        contour = pitch + depth * wobble + drift
+        contour = pitch + depth * wobble + drift + self.detune
         # Loudness follows the vibrato a little (as real vibrato does), plus a phrase arc: swell, then fall away.
         arc = np.interp(t, [0, 0.3 * t[-1], 0.75 * t[-1], t[-1]], [0.85, 1.0, 1.0, 0.75])
         sp = sp * ((1.0 + 0.25 * depth * wobble) * arc)[:, None] ** 2
@@ -260,7 +290,17 @@ def _phrases(notes: list[SungNote], gap: float = 0.35) -> list[list[SungNote]]:
     return phrases
 
 
-def choose_voice(rng: np.random.Generator, female: bool) -> str:
-    """An espeak-ng voice name of the requested gender."""
+def choose_voice(rng: np.random.Generator, female: bool, festival_voices: tuple[str, ...] = (),
+                 p_festival: float = 0.4) -> str:
+    """A voice name of the requested gender: espeak-ng's, or (with probability ``p_festival``, when some are
+    given) one of ``festival_voices`` of that gender."""
+    from engine.data.synth import festival
+
+    fest = [v for v in festival_voices if v in (festival.FEMALE_VOICES if female else festival.MALE_VOICES)]
+    if fest:  # one draw decides the engine, one the voice (same number of draws either way)
+        use_festival = rng.random() < p_festival
+        pick = rng.random()
+        pool = fest if use_festival else list(FEMALE_VOICES if female else MALE_VOICES)
+        return str(pool[min(int(pick * len(pool)), len(pool) - 1)])
     pool = FEMALE_VOICES if female else MALE_VOICES
     return str(pool[int(rng.integers(0, len(pool)))])
