@@ -1,7 +1,11 @@
-"""``shotoku train MODEL --data DIR``: train a separation model on a MUSDB-layout corpus.
+"""``shotoku train NAME --data DIR``: train a model (or a method: the config names its objective) on a corpus.
 
-Multi-GPU: ``torchrun --nproc_per_node=N -m engine train MODEL --data DIR`` (the loop joins torch's process group
-and wraps the network in DistributedDataParallel).
+``NAME`` is a config in ``configs/`` (``configs/NAME.json``: architecture, arguments, objective, settings) or an
+architecture trained with its default arguments and the supervised objective. Re-running with the same ``--out``
+resumes from the run's ``checkpoint.safetensors``.
+
+Multi-GPU: ``torchrun --nproc_per_node=N -m engine train NAME --data DIR`` (the trainer joins torch's process
+group and the objective wraps its networks in DistributedDataParallel).
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a separation model",
-        description="Train MODEL (an architecture: openunmix, mmdensenet, waveunet, deepconvsep, wavenet) on the "
-        "train split of DIR, validating uSDR on its valid split each epoch. Settings come from configs/MODEL.json "
-        "or --config; the options below override them. Re-running with the same --out resumes.",
+        description="Train NAME (a config in configs/, e.g. openunmix, openunmix-long, mmdensenet, waveunet, "
+        "deepconvsep, wavenet, or an architecture with its default arguments) on the train split of DIR, "
+        "validating uSDR on its valid split each epoch. Architecture, objective and settings come from "
+        "configs/NAME.json or --config; the options below override the settings. Re-running with the same --out "
+        "resumes.",
     )
-    p.add_argument("model", metavar="MODEL", help="architecture name")
+    p.add_argument("model", metavar="NAME", help="config or architecture name")
     p.add_argument("--data", type=Path, required=True, metavar="DIR", help="corpus root ({train,valid}/<track>/)")
     p.add_argument("--config", type=Path, default=None, metavar="FILE", help="config JSON (default: configs/MODEL.json)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="run folder (default: runs/MODEL)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="run folder (default: runs/NAME)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -35,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has a checkpoint")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA if present)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, mps (default: auto)")
     p.add_argument("--export", default=None, metavar="NAME", help="write the best weights to resources/models/NAME")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -59,10 +65,11 @@ def _apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConf
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.train.loop import load_valid_tracks, train
+    from engine.train.run import train
+    from engine.train.validation import load_valid_tracks
 
     config = load_config(args.config) if args.config else default_config(args.model)
-    if config.architecture != args.model:
+    if args.config and args.model not in {config.architecture, config.objective, args.config.stem}:
         print(
             f"shotoku: error: config {args.config} is for {config.architecture!r}, not {args.model!r}", file=sys.stderr
         )

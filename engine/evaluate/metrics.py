@@ -7,6 +7,8 @@ Three families of "SDR" are in use and are easy to confuse, so every report labe
 - ``uSDR``: whole-track SDR as the Music Demixing challenges (MDX 2021, SDX 2023) compute it,
   ``10 log10((sum s^2 + eps) / (sum (s - ŝ)^2 + eps))`` over all channels and samples, ``eps = 1e-7``. Its
   aggregate over tracks is the median here (the challenges rank by the mean, which the JSON also holds).
+  :func:`usdr` is the project's one definition: the trainer's per-epoch validation
+  (:mod:`engine.train.validation`) calls it too, so training logs and evaluation reports agree.
 - ``SI-SDR``: scale-invariant SDR (Le Roux et al., "SDR – half-baked or well done?", ICASSP 2019) of the whole
   track, channels flattened into one vector (one gain for all channels), no mean removal.
 """
@@ -58,7 +60,8 @@ def usdr(reference: np.ndarray, estimate: np.ndarray, eps: float = USDR_EPS) -> 
     """Whole-track SDR ("uSDR", MDX/SDX convention) in dB, one value per source.
 
     ``reference`` and ``estimate`` are ``(n_sources, n_channels, n_samples)`` (or one source,
-    ``(n_channels, n_samples)``); energies are summed over channels and samples. Returns ``(n_sources,)``.
+    ``(n_channels, n_samples)``), numpy arrays or anything ``np.asarray`` takes (CPU tensors); energies are summed
+    over channels and samples in float64. Returns ``(n_sources,)``.
     """
     reference = _as_sources("reference", reference)
     estimate = _as_sources("estimate", estimate)

@@ -6,10 +6,15 @@ A config file looks like::
       "architecture": "mmdensenet",
       "model": {...constructor kwargs used for training here...},
       "paper_model": {...the paper's sizes, for reference; not used unless --paper...},
+      "objective": "supervised",
+      "objective_args": {...the objective's own settings (loss weights, update schedule, ...)...},
       "train": {"epochs": 40, "batch_size": 8, "lr": 1e-3, ...}
     }
 
-Unknown keys in ``train`` are an error, so a typo never silently trains with a default.
+``architecture`` and ``model`` describe the separator that is validated and exported; ``objective`` names the
+training objective (:mod:`engine.train.objectives`, default ``"supervised"``), which may build further networks
+(discriminators, encoders) from ``objective_args``. Unknown keys in ``train`` are an error, so a typo never silently
+trains with a default.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ class TrainSettings:
     lr_decay_gamma: float = 0.3
     valid_tracks: int = 4
     valid_seconds: float = 10.0
-    loss: str = "auto"  # "auto" (the model's loss_domain), "magnitude" (MSE on |STFT|) or "waveform" (L1)
+    # supervised objective: "auto" (the estimator's domain for a MaskSeparator, else waveform), "magnitude" (MSE on
+    # |STFT|), "complex" (L1 on real/imag + L1 on the waveform) or "waveform" (L1 on the waveform)
+    loss: str = "auto"
     augment: bool = True
     amp: bool = False
     compile: bool = False
@@ -53,13 +60,15 @@ class TrainSettings:
 
 @dataclass
 class TrainConfig:
-    """A whole training config: architecture name, its constructor kwargs, the training settings."""
+    """A whole training config: architecture name, its constructor kwargs, the objective, the training settings."""
 
     architecture: str
     model: dict[str, Any] = field(default_factory=dict)
     paper_model: dict[str, Any] = field(default_factory=dict)
     train: TrainSettings = field(default_factory=TrainSettings)
     notes: str = ""
+    objective: str = "supervised"
+    objective_args: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +88,8 @@ class TrainConfig:
             paper_model=dict(data.get("paper_model", {})),
             train=TrainSettings(**settings),
             notes=str(data.get("notes", "")),
+            objective=str(data.get("objective", "supervised")),
+            objective_args=dict(data.get("objective_args", {})),
         )
 
 

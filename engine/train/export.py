@@ -1,24 +1,39 @@
 """Turn a training run into a shipped model: ``resources/models/<name>/{weights.safetensors, card.json}``.
 
 Weights are stored as float16 only when that costs no validation uSDR (within ``tolerance_db`` on every stem);
-otherwise float32.
+otherwise float32. The float16 check evaluates rounded weights inside :func:`swap_state`, which puts the
+original weights back even when the evaluation fails.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from engine.errors import DatasetError
-from engine.separation.registry import build_model, save_model
+from engine.models.catalogue import build_model, save_model
+from engine.train.checkpoint import BEST_FILE
 from engine.train.config import TrainConfig
-from engine.train.loop import ValidTrack, evaluate_usdr
+from engine.train.validation import ValidTrack, evaluate_usdr
+
+
+@contextmanager
+def swap_state(model: nn.Module, state: Mapping[str, Tensor]) -> Iterator[nn.Module]:
+    """``model`` with ``state`` loaded (``strict=False``: a partial state swaps only those tensors) for the block;
+    its own weights are restored in ``finally``, whatever the block raises (Demucs' ``states.swap_state``)."""
+    original = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    model.load_state_dict(state, strict=False)
+    try:
+        yield model
+    finally:
+        model.load_state_dict(original)
 
 
 def load_run(run_dir: str | Path) -> tuple[TrainConfig, nn.Module]:
@@ -28,7 +43,7 @@ def load_run(run_dir: str | Path) -> tuple[TrainConfig, nn.Module]:
     run_dir = Path(run_dir)
     try:
         config = TrainConfig.from_json(json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
-        state = load_file(str(run_dir / "best.safetensors"))
+        state = load_file(str(run_dir / BEST_FILE))
     except FileNotFoundError as err:
         raise DatasetError(run_dir, f"not a finished training run ({Path(err.filename).name} is missing)") from None
     model = build_model(config.architecture, config.model)
@@ -43,11 +58,9 @@ def half_precision_is_free(
     ``tolerance_db``. Returns ``(ok, usdr_float32, usdr_float16)``."""
     device = torch.device("cpu")
     full = evaluate_usdr(model, tracks, device)
-    state = {k: (v.half().float() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    original = {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(state)
-    half = evaluate_usdr(model, tracks, device)
-    model.load_state_dict(original)
+    rounded = {k: v.half().float() for k, v in model.state_dict().items() if v.is_floating_point()}
+    with swap_state(model, rounded):
+        half = evaluate_usdr(model, tracks, device)
     ok = all(abs(full[s] - half[s]) <= tolerance_db for s in full)
     return ok, full, half
 
@@ -82,6 +95,7 @@ def export_run(
     fields.update(card_fields)
     training = dict(fields.get("training", {}))
     training.setdefault("settings", config.train.__dict__)
+    training.setdefault("objective", {"name": config.objective, "args": config.objective_args})
     training.setdefault("machine", f"{platform.machine()} {platform.processor() or ''}".strip())
     training.setdefault("torch", torch.__version__)
     if precision:

@@ -94,3 +94,25 @@ def test_evaluate_track_truncates_and_skips_missing_stems(caplog: pytest.LogCapt
 def test_evaluate_track_rejects_disjoint_stems() -> None:
     with pytest.raises(ValueError, match="no stem has both"):
         evaluate_track({"vocals": np.ones((2, 10))}, {"drums": np.ones((2, 10))}, samplerate=1000)
+
+
+def test_usdr_is_defined_once_and_training_validation_uses_it() -> None:
+    """One uSDR, one epsilon: no module under engine/ defines another, and the trainer's validation calls this one."""
+    from pathlib import Path
+
+    import engine
+    from engine.evaluate import metrics
+    from engine.train import validation
+
+    root = Path(engine.__file__).parent
+    definitions = [p.relative_to(root).as_posix() for p in root.rglob("*.py") if "def usdr(" in p.read_text("utf-8")]
+    assert definitions == ["evaluate/metrics.py"]
+    assert validation.usdr is metrics.usdr
+
+
+def test_usdr_takes_cpu_tensors_like_arrays() -> None:
+    import torch
+
+    reference = _reference()
+    estimate = reference + 0.1
+    np.testing.assert_allclose(usdr(torch.from_numpy(reference), torch.from_numpy(estimate)), usdr(reference, estimate))

@@ -1,4 +1,5 @@
-"""The training loop: checkpoints and resume, uSDR validation, early stopping, CSV log, DDP (gloo, world 1), export."""
+"""The trainer with the supervised objective: checkpoints and resume, uSDR validation, early stopping, time limit,
+CSV log, DDP (gloo, world 1), AMP, export, the CLI."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from engine.errors import DatasetError
+from engine.evaluate.metrics import usdr
 from engine.train.config import TrainConfig, TrainSettings, load_config
-from engine.train.loop import fit, mixture_usdr
-from engine.train.losses import usdr
+from engine.train.run import fit
+from engine.train.validation import mixture_usdr
 from tests.engine.test_models import SOURCES, TINY
 
 SAMPLERATE = 8000
@@ -68,7 +71,7 @@ def test_usdr_of_a_known_signal_to_noise_ratio():
     ref = torch.randn(2, 1000, generator=g)
     noise = torch.randn(2, 1000, generator=g)
     noise = noise / noise.norm() * ref.norm() / math.sqrt(10.0)  # 10 dB below the reference
-    assert abs(float(usdr(ref, ref + noise)) - 10.0) < 1e-3
+    assert abs(float(usdr(ref.numpy(), (ref + noise).numpy())[0]) - 10.0) < 1e-3
 
 
 def test_mixture_lower_bound_is_the_mean_of_each_stems_ratio_to_the_rest():
@@ -84,7 +87,7 @@ def test_fit_writes_checkpoint_best_weights_and_a_csv_row_per_epoch(tmp_path, ca
     result = fit(_config(), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=True)
     assert "epoch 2/2 [" in capsys.readouterr().err  # the progress bar
     assert result.epochs_run == 2 and result.stopped == "epochs"
-    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "best.safetensors").is_file()
+    assert (tmp_path / "checkpoint.safetensors").is_file() and (tmp_path / "best.safetensors").is_file()
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {f"valid_usdr_{s}" for s in SOURCES} <= set(rows[0])
@@ -126,25 +129,34 @@ def test_training_improves_validation_usdr_on_the_tiny_corpus(tmp_path, name):
     assert min(train_losses[1:]) < train_losses[0]
 
 
-def test_distributed_data_parallel_path_with_world_size_one_on_gloo(tmp_path, monkeypatch):
+def torchrun_world_of_one(monkeypatch) -> list[tuple[str, str]]:
+    """torchrun's environment for one process (gloo on the CPU) and a spy on DistributedDataParallel: the returned
+    list fills with ``(wrapped module's class name, process group backend)`` for every DDP wrap."""
     import torch.distributed as dist
 
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(29500 + np.random.default_rng().integers(0, 2000)))
-    seen = {}
+    monkeypatch.setenv("MASTER_PORT", str(29500 + np.random.default_rng().integers(0, 4000)))
+    wrapped: list[tuple[str, str]] = []
     original = torch.nn.parallel.DistributedDataParallel.__init__
 
-    def spy(self, *args, **kwargs):
-        seen["ddp"] = True
-        seen["backend"] = dist.get_backend()
-        original(self, *args, **kwargs)
+    def spy(self, module, *args, **kwargs):
+        wrapped.append((type(module).__name__, dist.get_backend()))
+        original(self, module, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.parallel.DistributedDataParallel, "__init__", spy)
+    return wrapped
+
+
+def test_distributed_data_parallel_path_with_world_size_one_on_gloo(tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    wrapped = torchrun_world_of_one(monkeypatch)
     result = fit(_config("mmdensenet", epochs=1), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
-    assert seen == {"ddp": True, "backend": "gloo"}
+    assert [backend for _, backend in wrapped] == ["gloo"]
+    assert wrapped[0][0] != "MaskSeparator"  # the estimator is what trains (magnitude loss)
     assert result.epochs_run == 1 and not dist.is_initialized()
 
 
@@ -162,7 +174,7 @@ def test_config_rejects_unknown_training_settings(tmp_path):
 
 
 def test_shipped_configs_build_and_name_their_architecture():
-    from engine.separation.registry import build_model
+    from engine.models.catalogue import build_model
     from engine.train.config import CONFIGS_DIR
 
     names = sorted(p.stem for p in CONFIGS_DIR.glob("*.json"))
@@ -175,7 +187,7 @@ def test_shipped_configs_build_and_name_their_architecture():
 
 
 def test_export_writes_a_card_that_loads_and_separates(tmp_path):
-    from engine.separation.registry import load_model
+    from engine.models.catalogue import load_model
     from engine.train.export import export_run
 
     run = tmp_path / "run"
@@ -239,16 +251,156 @@ def test_validation_usdr_leaves_out_stems_silent_in_the_excerpt():
 
 def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tmp_path):
     from engine.errors import ShotokuError
-    from engine.train.loop import _write_atomically
+    from engine.train.checkpoint import write_atomically
 
-    path = tmp_path / "checkpoint.pt"
+    path = tmp_path / "checkpoint.safetensors"
     path.write_bytes(b"epoch 7")
 
     def short_write(tmp):
         tmp.write_bytes(b"half")
-        raise RuntimeError("unexpected pos 103296 vs 103188")  # what torch.save says when the disk fills up
+        raise OSError(28, "No space left on device")
 
-    with pytest.raises(ShotokuError, match="checkpoint.pt.*previous one is kept.*resumes"):
-        _write_atomically(path, short_write)
+    with pytest.raises(ShotokuError, match="checkpoint.safetensors.*previous one is kept.*resumes"):
+        write_atomically(path, short_write)
     assert path.read_bytes() == b"epoch 7"
-    assert not (tmp_path / "checkpoint.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.safetensors"]  # no temporary file left
+
+
+def test_time_limit_stops_after_the_epoch_in_progress(tmp_path):
+    result = fit(_config(epochs=5, max_minutes=1e-9), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    assert result.stopped == "time limit" and result.epochs_run == 1
+    assert [row["epoch"] for row in result.history] == [1]
+
+
+def test_a_full_disk_during_training_keeps_the_last_checkpoint_and_the_run_resumes(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from engine.errors import ShotokuError
+    from engine.train.checkpoint import read_checkpoint_info
+
+    fit(_config(epochs=1), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    write_bytes = Path.write_bytes
+
+    def full_disk(self, data):
+        if self.name.startswith(".checkpoint.safetensors."):
+            write_bytes(self, data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(ShotokuError, match=r"checkpoint\.safetensors: could not be written .*No space left.*"
+                                           r"previous one is kept.*run the same command again"):
+        fit(_config(epochs=2), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    assert read_checkpoint_info(tmp_path / "checkpoint.safetensors")["trainer"]["epoch"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+    monkeypatch.undo()
+    result = fit(_config(epochs=2), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    assert result.epochs_run == 2 and read_checkpoint_info(tmp_path / "checkpoint.safetensors")["trainer"]["epoch"] == 2
+
+
+def test_a_pickled_checkpoint_of_the_old_format_is_not_loaded(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(DatasetError, match="old pickle format.*--no-resume"):
+        fit(_config(epochs=1), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    assert fit(_config(epochs=1), TinyCorpus(), _valid_tracks(), tmp_path, resume=False,
+               show_progress=False).epochs_run == 1
+
+
+def test_the_checkpoint_records_the_run_and_loads_without_pickle(tmp_path):
+    from engine.train.checkpoint import load_checkpoint
+
+    fit(_config(epochs=2), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    checkpoint = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert checkpoint.info["objective"] == "supervised"
+    assert checkpoint.info["config"]["architecture"] == "waveunet" and checkpoint.info["config"]["model"]["n_layers"] == 3
+    assert checkpoint.trainer["epoch"] == 2 and checkpoint.trainer["global_step"] == 4  # 8 items, batches of 4
+    assert len(checkpoint.trainer["history"]) == 2 and checkpoint.info["hardware"]["device"] == "cpu"
+    assert set(checkpoint.state["schedulers"]) == {"plateau"} and checkpoint.state["schedulers"]["plateau"]["mode"] == "max"
+    from safetensors.torch import load_file
+
+    names = set(load_file(str(tmp_path / "checkpoint.safetensors")))
+    assert any(n.startswith("modules/model/") for n in names) and "rng/torch" in names
+    assert any(n.startswith("optimizers/model/state/0/") for n in names)
+
+
+def test_validation_is_the_evaluation_usdr_per_stem(tmp_path):
+    from engine.models.catalogue import build_model
+    from engine.train.validation import evaluate_usdr
+
+    config = _config("waveunet")
+    torch.manual_seed(0)
+    model = build_model(config.architecture, config.model).train()
+    tracks = _valid_tracks()
+    per_stem = evaluate_usdr(model, tracks, "cpu")
+    assert model.training  # its mode is restored
+    with torch.inference_mode():
+        estimates = [model.eval()(torch.from_numpy(m)[None])[0].numpy() for _, m, _ in tracks]
+    expected = np.mean([usdr(s, e) for (_, _, s), e in zip(tracks, estimates, strict=True)], axis=0)
+    np.testing.assert_allclose([per_stem[s] for s in SOURCES], expected, rtol=1e-6)
+
+
+def test_progress_reaches_a_callback_and_the_config_picks_the_objective(tmp_path):
+    seen = []
+    fit(_config(epochs=1), TinyCorpus(), _valid_tracks(), tmp_path / "a", show_progress=False,
+        progress=lambda fraction, detail: seen.append((fraction, detail)))
+    assert [f for f, _ in seen] == [0.5, 1.0] and seen[-1][1].startswith("loss ")
+    config = _config(epochs=1)
+    config.objective = "nope"
+    with pytest.raises(DatasetError, match="unknown training objective 'nope'.*supervised"):
+        fit(config, TinyCorpus(), _valid_tracks(), tmp_path / "b", show_progress=False)
+    assert TrainConfig.from_json({"architecture": "waveunet"}).objective == "supervised"
+
+
+def test_the_supervised_loss_setting_must_fit_the_model():
+    from engine.models.catalogue import build_model
+    from engine.train.losses import loss_domain
+
+    waveunet = build_model("waveunet", {"sources": SOURCES, **TINY["waveunet"]})
+    mmd = build_model("mmdensenet", {"sources": SOURCES, **TINY["mmdensenet"]})
+    assert loss_domain(waveunet, "auto") == "waveform" and loss_domain(mmd, "auto") == "magnitude"
+    assert loss_domain(mmd, "waveform") == "waveform"
+    with pytest.raises(ValueError, match="no spectrogram estimator"):
+        loss_domain(waveunet, "magnitude")
+    with pytest.raises(ValueError, match="works on magnitude spectrograms, not complex"):
+        loss_domain(mmd, "complex")
+    with pytest.raises(ValueError, match="unknown loss"):
+        loss_domain(mmd, "spectral")
+
+
+def test_complex_estimators_train_on_real_imag_and_waveform_l1():
+    from engine.models.masking import MaskSeparator, SpectrogramFormat
+    from engine.train.losses import loss_domain, separation_loss
+
+    class ComplexGain(nn.Module):
+        domain = "complex"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.gain = nn.Parameter(torch.full((4,), 0.5))
+
+        def forward(self, spec):
+            return spec[:, None] * self.gain[None, :, None, None, None]
+
+    fmt = SpectrogramFormat(tuple(SOURCES), SAMPLERATE, 2, 256, 64)
+    model = MaskSeparator(ComplexGain(), fmt, segment_seconds=0.2)
+    stems = torch.from_numpy(_stems(np.random.default_rng(1), 2048))[None]
+    mixture = stems.sum(dim=1)
+    assert loss_domain(model, "auto") == "complex"
+    loss = separation_loss(model, mixture, stems, "complex")
+    spec = model.spectrogram(mixture)
+    estimate = spec[:, None] * 0.5
+    target = model.spectrogram(stems)
+    expected = (torch.view_as_real(estimate) - torch.view_as_real(target)).abs().mean()
+    expected = expected + (0.5 * mixture[:, None] - stems).abs().mean()
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-4)
+    loss.backward()
+    assert model.estimator.gain.grad is not None
+
+
+def test_cli_refuses_a_config_of_another_model(tmp_path, capsys):
+    from engine.cli import main
+
+    config_path = tmp_path / "tiny.json"
+    config_path.write_text(json.dumps(_config("mmdensenet").to_json()))
+    assert main(["train", "waveunet", "--data", str(tmp_path), "--config", str(config_path)]) == 2
+    assert "is for 'mmdensenet', not 'waveunet'" in capsys.readouterr().err
