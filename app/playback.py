@@ -10,29 +10,12 @@ never in the GUI thread) and the output state.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app import spectrum
-from app.presets import MIN_DB, MixState
 from app.workers import StemColumnsWorker, WorkerHost
 from engine.playback.session import PlaybackSession, SessionState
-
-
-def push_mix(session: PlaybackSession, state: MixState) -> None:
-    """Hand the mixer panel's state to the session, which resolves mute/solo/pan (the export uses the same).
-
-    Stems the panel does not know are muted; the fader's bottom (``MIN_DB`` and below) is silence.
-    """
-    for name in session.stems:
-        strip = state.strips.get(name)
-        session.set_gain_db(name, -math.inf if strip is None or strip.gain_db <= MIN_DB else strip.gain_db)
-        session.set_mute(name, strip is None or strip.mute)
-        session.set_solo(name, strip is not None and strip.solo)
-        session.set_pan(name, strip.pan if strip is not None else 0.0)
-    session.set_master_gain_db(-math.inf if state.master_db <= MIN_DB else state.master_db)
 
 
 class SessionPoller(QObject):
@@ -75,31 +58,32 @@ class SessionPoller(QObject):
         if state != self._output:
             self._output = state
             self.output_changed.emit(*state)
-        if self.grid is None or session.separation_model is None:
+        separation = session.separation
+        if self.grid is None or separation is None:
             return
-        if session.separation_generation != self.generation:
-            self.generation = session.separation_generation
+        if separation.generation != self.generation:
+            self.generation = separation.generation
             self.drawn = np.zeros(self.grid.n_frames, dtype=bool)
             self.done, self._reported_error, self._n_ready = False, None, -1
             if self._worker is not None:
                 self._worker.cancel()
                 self._worker = None
             self.separation_started.emit()
-        error = session.separation_error
+        error = separation.error
         if error and error != self._reported_error:
             self._reported_error = error
             self.failed.emit(error)
-        stems = session.separated_stems
+        stems = separation.stems
         if stems is None or self.done or self._worker is not None:
             return
-        ready = session.separation_ready
+        ready = separation.regions_ready
         if ready.size == 0:  # the stem store exists a moment before its worker: nothing to report yet
             return
         n_ready = int(ready.sum())
         if n_ready != self._n_ready:
             self._n_ready = n_ready
             self.progress.emit(n_ready / ready.size)
-        new = spectrum.computable_frames(self.grid, ready, session.separation_region_samples) & ~self.drawn
+        new = spectrum.computable_frames(self.grid, ready, separation.region_samples) & ~self.drawn
         if new.any():
             self.drawn |= new
             worker = StemColumnsWorker(stems, list(session.stems), spectrum.runs(new), self.grid, self.generation)
@@ -107,9 +91,9 @@ class SessionPoller(QObject):
             worker.done.connect(self._on_worker_done)
             self._worker = worker
             self.host.start(worker)
-        elif ready.size and ready.all() and session.separation_done:
+        elif ready.all() and separation.done:
             self.done = True
-            self.separated.emit(session.separation_model or "")
+            self.separated.emit(separation.model_name)
 
     @Slot(int, int, object)
     def _on_columns(self, generation: int, first: int, columns: dict) -> None:
@@ -125,10 +109,11 @@ class SessionPoller(QObject):
         """``[(start, stop), ...]`` seconds of the song not separated yet (all of it before the work starts)."""
         if self.grid is None:
             return []
-        ready = self.session.separation_ready
+        separation = self.session.separation
+        ready = separation.regions_ready if separation is not None else np.zeros(0, dtype=bool)
         if ready.size == 0:
             return [(0.0, self.grid.duration_seconds)]
-        seconds = self.session.separation_region_samples / self.grid.samplerate
+        seconds = separation.region_samples / self.grid.samplerate
         return [(a * seconds, min(b * seconds, self.grid.duration_seconds)) for a, b in spectrum.runs(~ready)]
 
     @property

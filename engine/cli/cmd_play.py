@@ -9,8 +9,12 @@ import argparse
 import math
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from engine.errors import PlaybackError
+
+if TYPE_CHECKING:
+    from engine.playback.mix import MixState
 
 
 def _stem_value(text: str) -> tuple[str, float]:
@@ -36,12 +40,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", nargs="?", help="audio file to play")
     p.add_argument("--model", help="separation model (default: the default model)")
     p.add_argument("--gain", action="append", type=_stem_value, default=[], metavar="STEM=DB",
-                   help="stem gain in dB, -inf silences it (repeatable), e.g. --gain vocals=-inf")
+                   help="stem gain in dB, -60 or below (or -inf) silences it (repeatable), e.g. --gain vocals=-inf")
     p.add_argument("--pan", action="append", type=_stem_value, default=[], metavar="STEM=PAN",
                    help="stem balance from -1 (left) to 1 (right) (repeatable)")
     p.add_argument("--mute", action="append", default=[], metavar="STEM", help="mute a stem (repeatable)")
     p.add_argument("--solo", action="append", default=[], metavar="STEM", help="solo a stem (repeatable)")
-    p.add_argument("--master", type=float, default=0.0, metavar="DB", help="master gain in dB (default 0)")
+    p.add_argument("--master", type=float, default=0.0, metavar="DB",
+                   help="master gain in dB (default 0; -60 or below silences)")
     p.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start position")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     p.add_argument("--loop", nargs=2, type=float, metavar=("A", "B"), help="loop from A to B seconds")
@@ -75,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         print("shotoku play: error: FILE is required (or --list-devices)", file=sys.stderr)
         return 2
     from engine.playback.session import PlaybackSession, SessionState
+    from engine.playback.tuning import tune_process_for_playback
 
+    previous_interval = tune_process_for_playback()
     session = PlaybackSession(model=args.model, device=args.device, latency=args.latency,
                               worker_threads=args.threads)
     try:
@@ -83,18 +90,10 @@ def run(args: argparse.Namespace) -> int:
             raise PlaybackError(session.message or "no audio output")
         session.open(args.file, play=False)
         try:
-            for stem, db in args.gain:
-                session.set_gain_db(stem, db)
-            for stem, pan in args.pan:
-                session.set_pan(stem, pan)
-            for stem in args.mute:
-                session.set_mute(stem, True)
-            for stem in args.solo:
-                session.set_solo(stem, True)
+            session.apply_mix(_mix_from_options(session.mix, args))
         except ValueError as err:
             print(f"shotoku play: error: {err}", file=sys.stderr)
             return 2
-        session.set_master_gain_db(args.master)
         if args.loop:
             session.set_loop(*args.loop)
         if args.start:
@@ -126,6 +125,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         session.close()
+        sys.setswitchinterval(previous_interval)  # main() may run inside another program (the tests)
+
+
+def _mix_from_options(mix: MixState, args: argparse.Namespace) -> MixState:
+    """``mix`` (the session's, one strip per stem) with ``--gain``, ``--pan``, ``--mute``, ``--solo`` and
+    ``--master`` applied. Raises ValueError naming an unknown stem."""
+    for stem, db in args.gain:
+        mix.strip_for(stem).gain_db = db
+    for stem, pan in args.pan:
+        mix.strip_for(stem).pan = max(-1.0, min(1.0, pan))
+    for stem in args.mute:
+        mix.strip_for(stem).mute = True
+    for stem in args.solo:
+        mix.strip_for(stem).solo = True
+    mix.master_db = args.master
+    return mix
 
 
 def _clock(seconds: float) -> str:

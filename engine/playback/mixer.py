@@ -19,8 +19,6 @@ region the next two blocks touch is ready, and back before the play position rea
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 #: Stereo is the internal bus width: stems and mixture are ``(2, n_samples)`` per source.
@@ -71,8 +69,8 @@ def _towards(value: float, target: float, step: float) -> float:
 class Mixer:
     """Preallocated real-time mixer for ``n_stems`` stereo stems into ``n_out_channels`` output channels.
 
-    Control side (any thread): :meth:`set_stem_gains`, :attr:`master_target`, :meth:`set_source`,
-    :meth:`request_play`, :meth:`request_pause`, :meth:`request_seek`, :meth:`set_loop`. Callback side:
+    Control side (any thread): :meth:`set_gains` (or :meth:`set_stem_gains` and :attr:`master_target`),
+    :meth:`set_source`, :meth:`request_play`, :meth:`request_pause`, :meth:`request_seek`, :meth:`set_loop`. Callback side:
     :meth:`render`. Published by the callback (read them from a timer): :attr:`position`, :attr:`levels`,
     :attr:`out_level`, :attr:`blocks`, :attr:`starved_blocks`, :attr:`at_end`, :attr:`separated_weight`.
 
@@ -179,6 +177,12 @@ class Mixer:
     def set_stem_gains(self, gains: np.ndarray) -> None:
         """Set the effective linear gain of every stem on each bus channel, ``(n_stems, 2)``."""
         np.copyto(self.target_gain, np.asarray(gains, dtype=np.float32))
+
+    def set_gains(self, gains: np.ndarray, master: float) -> None:
+        """One mix update: every stem's bus gains ``(n_stems, 2)`` (linear, see
+        :func:`engine.playback.mix.resolve_gains`) and the linear master gain; the next block ramps to both."""
+        np.copyto(self.target_gain, np.asarray(gains, dtype=np.float32))
+        self.master_target = float(master)
 
     def request_play(self) -> None:
         """Start or resume playing (fades in)."""
@@ -452,44 +456,3 @@ class Mixer:
         np.minimum(absrow, t, out=absrow)
         np.add(absrow, excess, out=absrow)
         np.copysign(absrow, row, out=row)
-
-
-def db_to_gain(db: float) -> float:
-    """Decibels to a linear gain; ``-inf`` (or anything at or below -120 dB) is silence."""
-    if math.isinf(db) and db < 0 or db <= -120.0:
-        return 0.0
-    return float(10.0 ** (db / 20.0))
-
-
-def audible_stems(mutes: np.ndarray, solos: np.ndarray) -> np.ndarray:
-    """``(n_stems,)`` bool: which stems sound. If any stem is soloed only soloed stems sound; a muted stem is
-    silent even when soloed."""
-    mutes, solos = np.asarray(mutes, dtype=bool), np.asarray(solos, dtype=bool)
-    return ~mutes & (solos | ~solos.any())
-
-
-def resolve_gains(
-    gains_db: np.ndarray, mutes: np.ndarray, solos: np.ndarray, pans: np.ndarray
-) -> np.ndarray:
-    """Effective linear gains ``(n_stems, 2)`` from the mixer strip controls.
-
-    Args:
-        gains_db: ``(n_stems,)`` fader positions in dB (``-inf`` allowed).
-        mutes, solos: ``(n_stems,)`` bools. If any stem is soloed, only soloed stems sound; a muted stem is
-            silent even when soloed.
-        pans: ``(n_stems,)`` in ``[-1, 1]`` (left to right), a stereo balance: the far side is attenuated
-            with a constant-power law, the near side stays at unity (centre is unity on both sides).
-    """
-    n_stems = len(gains_db)
-    out = np.zeros((n_stems, BUS_CHANNELS), dtype=np.float32)
-    heard = audible_stems(mutes, solos)
-    for s in range(n_stems):
-        if not heard[s]:
-            continue
-        g = db_to_gain(float(gains_db[s]))
-        p = float(np.clip(pans[s], -1.0, 1.0))
-        left = math.cos(0.5 * math.pi * max(0.0, p)) if p > 0 else 1.0
-        right = math.cos(0.5 * math.pi * max(0.0, -p)) if p < 0 else 1.0
-        out[s, 0] = g * left
-        out[s, 1] = g * right
-    return out

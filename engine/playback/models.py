@@ -1,9 +1,10 @@
 """What :class:`~engine.playback.session.PlaybackSession` needs of a separation model, and the model's input.
 
 A model is resolved from a name (its card; the weights load in the separation worker's process), from a loaded
-module, or from nothing (the registry's default; ``None`` when no usable card is installed, so the session plays
-the original mix only). Oracle models (``needs_references``) take the mixture's channels followed by each
-reference stem's channels, in ``model.sources`` order, as :func:`engine.models.oracle.oracle_input` stacks them.
+module, or from nothing (the catalogue's default; ``None`` when no usable card is installed, so the session plays
+the original mix only). The worker's input is :func:`engine.models.base.prepare_input` of the mixture (an oracle
+model's hook stacks the reference stems after it); a model known only by its card runs that hook of its
+architecture.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ModelLoadError
-from engine.models.oracle import oracle_input
 
 
 class CardModel:
@@ -25,7 +25,15 @@ class CardModel:
         self.card, self.name = card, card.name
         self.sources, self.samplerate, self.n_channels = list(card.sources), int(card.samplerate), card.n_channels
         self.segment_samples = int(card.segment_seconds * card.samplerate)
-        self.needs_references = card.kind == "oracle"
+        self.needs_references = bool(card.needs_references)
+
+    def prepare_input(self, mix: np.ndarray, references: dict[str, np.ndarray] | None) -> np.ndarray:
+        """The architecture's ``prepare_input`` hook, if it has one (built without weights to run it), else ``mix``."""
+        from engine.models.catalogue import architectures, build_model
+
+        if getattr(architectures().get(self.card.architecture), "prepare_input", None) is None:
+            return mix
+        return build_model(self.card.architecture, dict(self.card.config)).prepare_input(mix, references)
 
 
 @dataclass
@@ -63,13 +71,13 @@ def resolve_model(
     if model is None or isinstance(model, str):
         name = model or default_name
         if name is None:
-            from engine.separation.registry import default_model_name
+            from engine.models.catalogue import default_model_name
 
             try:
                 name = default_model_name()
             except ModelLoadError:
                 return None
-        from engine.separation.registry import get_card, load_model
+        from engine.models.catalogue import get_card, load_model
 
         if load_weights:
             from engine.separation.device import select_device
@@ -90,15 +98,40 @@ def resolve_model(
     return ResolvedModel(model, name, sha)
 
 
-def model_input(
-    samples: np.ndarray, sources: list[str], needs_references: bool, references: dict[str, np.ndarray] | None
-) -> np.ndarray:
-    """The separation worker's input: ``samples`` ``(n_channels, n_samples)``, or for an oracle model the
-    stacked input of :func:`engine.models.oracle.oracle_input`.
+def model_input(resolved: ResolvedModel, mix: np.ndarray, references: dict[str, np.ndarray] | None) -> np.ndarray:
+    """The separation worker's input: :func:`engine.models.base.prepare_input` of ``mix`` ``(n_channels,
+    n_samples)``, i.e. ``mix`` itself or, for a model with the hook, e.g. ``(n_channels * (1 + n_stems),
+    n_samples)`` with the reference stems stacked after it.
 
     Raises:
         ShotokuError: an oracle model without every reference stem.
     """
-    if not needs_references:
-        return samples
-    return oracle_input(samples, sources, references)
+    from engine.models.base import prepare_input
+
+    return prepare_input(resolved.model, mix, references)
+
+
+class ModelResolver:
+    """Resolves a session's model choices, remembering the last one chosen by name (its card is read once)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[ResolvedModel, bool] | None = None
+
+    def resolve(
+        self, model: str | Any | None, default_name: str | None, load_weights: bool, device: str | None
+    ) -> ResolvedModel | None:
+        """:func:`resolve_model` with the cache: a name (or None for ``default_name``) resolved before, the same
+        way (``load_weights``), is reused."""
+        if (model is None or isinstance(model, str)) and self._last is not None:
+            last, loaded = self._last
+            name = model or default_name
+            if name is not None and last.name == name and loaded == load_weights:
+                return last
+        resolved = resolve_model(model, default_name, load_weights, device)
+        if resolved is not None and (model is None or isinstance(model, str)):
+            self._last = (resolved, load_weights)
+        return resolved
+
+    def forget(self) -> None:
+        """Resolve again next time (the compute device changed: modules loaded here must move)."""
+        self._last = None

@@ -1,43 +1,42 @@
 """``PlaybackSession``: the headless remix engine the GUI and the CLI both drive (no Qt).
 
-Opening a song plays its original mixture at once; a background worker separates it region by region from the
-play position onwards (into the on-disk stem store), and each region switches to the remixable stems, with a
-cross-fade, as soon as it is ready. Control methods may be called from any (non-audio) thread; the GUI polls the
-read-only properties from a timer (~30 Hz): :attr:`position_seconds`, :attr:`region_ready`, :attr:`levels`,
-:attr:`underruns`, :attr:`state`, :attr:`message`, and the separated stems (:attr:`separated_stems`,
-:attr:`separation_ready`, :attr:`separation_done`). Without an audio output a silent clock
-(:mod:`engine.playback.silent`) renders the mixer at real-time rate, so the transport and meters still run.
+Opening a song plays its original mixture at once; a :class:`~engine.playback.background.BackgroundSeparation`
+separates it region by region from the play position onwards (into the on-disk stem store), and each region
+switches to the remixable stems, with a cross-fade, as soon as it is ready. The session composes parts that read
+alone: the output (:class:`~engine.playback.output.OutputPath`: a device, or the silent clock), the deck (the
+real-time mixer with its stems, mix and transport: :class:`~engine.playback.deck.Deck`), and the open song with its
+separation (:class:`~engine.playback.song.OpenSong`). The mix is one :class:`~engine.playback.mix.MixState`,
+applied in one call by :meth:`PlaybackSession.apply_mix`.
+
+Control methods may be called from any (non-audio) thread; the GUI polls the read-only properties from a timer
+(~30 Hz): :attr:`position_seconds`, :attr:`region_ready`, :attr:`levels`, :attr:`underruns`, :attr:`state`,
+:attr:`message`, and :attr:`separation` (the stems, their progress, errors). Process-wide tuning is not the
+session's business: see :func:`engine.playback.tuning.tune_process_for_playback`.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import soxr
 
 from engine import STEM_NAMES
-from engine.errors import PlaybackError, ShotokuError
-from engine.playback.controls import StripControls
-from engine.playback.mixer import Mixer, MixerSource
-from engine.playback.models import ResolvedModel
-from engine.playback.ratematch import RegionResampler
-from engine.playback.separating import NO_MODEL_MESSAGE, SongSeparation
-from engine.playback.silent import SilentClock
-from engine.playback.stream import (
-    LATENCY_PRESETS,
-    AudioOutput,
-    OutputState,
-    list_output_devices,
-    refresh_devices,
-)
-from engine.separation.cache import DEFAULT_REGION_SAMPLES, StemCache, StemEntry
+from engine.errors import PlaybackError
+from engine.playback.background import BackgroundSeparation
+from engine.playback.deck import Deck
+from engine.playback.mix import MixState
+from engine.playback.mixer import Mixer
+from engine.playback.models import ModelResolver, ResolvedModel, model_input
+from engine.playback.output import OutputPath
+from engine.playback.song import OpenSong, SeparationSettings, load_song
+from engine.playback.stream import AudioOutput, OutputState
+from engine.separation.cache import DEFAULT_REGION_SAMPLES, StemCache
 from engine.separation.streaming import StreamingSeparator, default_worker_threads
 
 if TYPE_CHECKING:
@@ -46,6 +45,18 @@ if TYPE_CHECKING:
     from engine.audio import Audio
 
 log = logging.getLogger(__name__)
+
+#: :attr:`PlaybackSession.message` while a song plays without a model.
+NO_MODEL_MESSAGE = "no trained model installed: playing the original mix only"
+
+
+def _forward(name: str, default: Callable[[], object]) -> property:
+    """A read-only property giving the current separation's attribute ``name`` (``default()`` without one)."""
+    def get(session: PlaybackSession) -> object:
+        separation = session.separation
+        return getattr(separation, name) if separation is not None else default()
+
+    return property(get, doc=f":attr:`BackgroundSeparation.{name}` of the current separation.")
 
 
 class SessionState(enum.StrEnum):
@@ -59,20 +70,17 @@ class SessionState(enum.StrEnum):
     DEVICE_LOST = "device-lost"  #: the output vanished while playing; choose a device to resume
 
 
-class PlaybackSession(SongSeparation, StripControls):
-    """A song, its streaming separation, the real-time mixer and the audio output.
+class PlaybackSession:
+    """A song, its background separation, the mix, the real-time mixer and the audio output.
 
     Args:
-        model: default model name for :meth:`open` (None: the registry's default).
+        model: default model name for :meth:`open` (None: the catalogue's default).
         device: output device (index, name fragment or None for the system default).
         latency: "robust" (default, large blocks) or "low" (small blocks); see ``stream.LATENCY_PRESETS``.
         blocksize: frames per block, overriding the latency preset.
         worker_threads: torch threads of the separation worker (default: cores - 1, at least 1).
         cache: the stem store (default: ``StemCache()`` in the platform cache folder).
         open_output: open the audio output now (False: call :meth:`select_device` later, e.g. tests).
-        gil_switch_interval: if set, ``sys.setswitchinterval`` value (seconds) applied while the session lives:
-            the audio callback is Python and needs the GIL each block; numpy releases and re-takes it inside the
-            mixer, and a busy thread holds it up to this long before handing it back (Python's default: 5 ms).
         worker_process: run the model in a child process (default; measured: fewer underruns, as the model can
             then never hold this process's GIL) rather than in a thread of this process.
         compute_device: where the model runs ("cpu", "cuda", "cuda:1", ...; None/"auto": the best available).
@@ -87,58 +95,52 @@ class PlaybackSession(SongSeparation, StripControls):
         worker_threads: int | None = None,
         cache: StemCache | None = None,
         open_output: bool = True,
-        gil_switch_interval: float | None = 0.001,
         worker_process: bool = True,
         compute_device: str | None = None,
     ) -> None:
-        self.worker_process = worker_process
-        self._saved_switch_interval = sys.getswitchinterval()
-        if gil_switch_interval is not None:
-            sys.setswitchinterval(gil_switch_interval)
         self.model_name = model
+        self.worker_process = worker_process
         self.worker_threads = worker_threads or default_worker_threads()
         self.cache = cache or StemCache()
-        self.output = AudioOutput(self._render, latency=latency, blocksize=blocksize)
-        self.mixer: Mixer | None = None
-        self.stems: list[str] = []
+        self.compute_device = compute_device
         self.samplerate = 0  #: output rate (frames/s) of the mixer
         self.model_samplerate = 0
         self.duration_seconds = 0.0
         self.title = ""
         self._message = ""
-        self._device = device
-        self._master_db = 0.0
-        self._reset_controls()
-        self.compute_device = compute_device
-        self._references: dict[str, np.ndarray] | None = None
-        self._opener: threading.Thread | None = None
+        self._models = ModelResolver()
+        self._deck = Deck()
+        self._output = OutputPath(self._render, lambda: self.samplerate or 44100,
+                                  lambda: self.mixer.n_out_channels if self.mixer is not None else 2,
+                                  latency=latency, blocksize=blocksize)
+        self._output.device_spec = device
+        self._song: OpenSong | None = None
         self._generation = 0
-        self._clock = SilentClock(self._render, lambda: self.samplerate or 44100,
-                                  lambda: self.mixer.n_out_channels if self.mixer is not None else 2)
-        self._mix_model_rate: np.ndarray | None = None
-        self._entry: StemEntry | None = None
-        self._worker: StreamingSeparator | None = None
-        self._resampler: RegionResampler | None = None
-        self._ready: np.ndarray | None = None
-        self._model: ResolvedModel | None = None
-        self._model_key: str | None = None
-        self.separation_model: str | None = None  #: the model separating the open song (None: none)
-        self._region_samples = DEFAULT_REGION_SAMPLES
         self._lock = threading.RLock()  # control side only; the callback never takes it
         self._closed = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="shotoku-playback-monitor", daemon=True)
         self._monitor.start()
-        self._want_play = False
         if open_output:
             self.select_device(device)
 
     # ------------------------------------------------------------------ output
     def _render(self, out: np.ndarray) -> None:  # audio thread
-        mixer = self.mixer
-        if mixer is None:
-            out.fill(0.0)
-        else:
-            mixer.render(out)
+        self._deck.render(out)
+
+    @property
+    def mixer(self) -> Mixer | None:
+        """The real-time mixer of the open song (rebuilt when the stems or the output change)."""
+        return self._deck.mixer
+
+    @property
+    def stems(self) -> list[str]:
+        """Stem names of the open song's model: the order of the mixer, the mix and the stem store."""
+        return self._deck.stems
+
+    @property
+    def output(self) -> AudioOutput:
+        """The audio output stream (its counters, device, latency, state)."""
+        return self._output.stream
 
     def select_device(
         self, device: int | str | None = None, samplerate: int | None = None, latency: str | None = None
@@ -150,55 +152,38 @@ class PlaybackSession(SongSeparation, StripControls):
         (``stream.LATENCY_PRESETS``: PortAudio's latency hint and the frames per block) before reopening; None
         keeps the current one. Raises ValueError for an unknown latency name (and then changes nothing).
         """
-        if latency is not None and latency not in LATENCY_PRESETS:
-            raise ValueError(f"latency must be one of {', '.join(LATENCY_PRESETS)}, not {latency!r}")
         with self._lock:
-            self._device = device
             position = self.position_seconds
-            self.output.close()
-            self._clock.stop()
-            if latency is not None:
-                self.output.latency_mode = latency
-                self.output.blocksize = LATENCY_PRESETS[latency][1]
-            preferred = samplerate or self.model_samplerate or 44100
             try:
-                refresh_devices()
-                if isinstance(device, str) and not device.isdigit():
-                    # indices change when PortAudio re-initialises; names stay, but one may contain another
-                    device = next((d.index for d in list_output_devices() if d.name.lower() == device.lower()),
-                                  device)
-                rate = self.output.open(device, preferred, channels=2)
+                rate = self._output.open(device, samplerate or self.model_samplerate or 44100, latency)
             except PlaybackError as err:
                 self._message = str(err)
-                if not self._closed.is_set():
-                    self._clock.start()
                 return False
             self._message = ""
-            if self.mixer is None or rate != self.samplerate or self.output.n_channels != self.mixer.n_out_channels:
+            mixer = self.mixer
+            if mixer is None or rate != self.samplerate or self._output.n_channels != mixer.n_out_channels:
                 self.samplerate = rate
-                self._build_mixer()
-                if self._mix_model_rate is not None:
-                    self._install_source()
-                    self.mixer.request_seek(int(round(position * rate)))
-                    self._apply_controls()
-                    if self._want_play:
-                        self.mixer.request_play()
+                self._deck.rebuild(self._output.n_channels or 2, rate)
+                if self._song is not None:
+                    self._song.install(rate)
+                    self._deck.resume_at(int(round(position * rate)))
             return True
 
     @property
     def device_spec(self) -> int | str | None:
         """The output device last asked for (:meth:`select_device`'s ``device``; None: the system default)."""
-        return self._device
+        return self._output.device_spec
 
     @property
     def latency(self) -> str:
         """The output's latency preset: "robust" or "low"."""
         return self.output.latency_mode
 
-    def _build_mixer(self) -> None:
-        n_stems = max(1, len(self.stems))
-        mixer = Mixer(n_stems, self.output.n_channels or 2, max_block=8192, samplerate=self.samplerate or 44100)
-        self.mixer = mixer
+    def play_silently(self) -> None:
+        """Close the audio output and play on the silent clock (no device; transport and meters still run)."""
+        with self._lock:
+            self._message = "audio output disabled"
+            self._output.play_silently()
 
     # ------------------------------------------------------------------ songs
     def open(
@@ -228,189 +213,204 @@ class PlaybackSession(SongSeparation, StripControls):
         """
         self.close_song()
         resolved = self._resolve(model) if separate else None
-        if isinstance(source, str | Path):
-            from engine.audio import load_audio
-
-            rate = int(resolved.model.samplerate) if resolved is not None else 44100
-            source_rate = rate
-            samples, self.title = load_audio(source, samplerate=rate, n_channels=2).samples, Path(source).name
-        else:
-            source_rate = int(source.samplerate)
-            rate = int(resolved.model.samplerate) if resolved is not None else source_rate
-            samples = np.asarray(source.samples, dtype=np.float32)
-            if source_rate != rate:
-                samples = soxr.resample(samples.T, source_rate, rate, quality="HQ").T
-            self.title = str(getattr(source, "path", None) or "audio")
-        if samples.ndim != 2 or samples.shape[0] not in (1, 2) or samples.shape[1] == 0:
-            raise ShotokuError(f"{self.title}: expected (n_channels, n_samples) audio, got {samples.shape}")
-        if samples.shape[0] == 1:
-            samples = np.repeat(samples, 2, axis=0)
-        samples = np.ascontiguousarray(samples, dtype=np.float32)
-        if references is not None and source_rate != rate:
-            references = {k: soxr.resample(np.asarray(v, np.float32).T, source_rate, rate, "HQ").T
-                          for k, v in references.items()}
-        model_in = self._model_input(resolved, samples, references)
+        samples, rate, title, references = load_song(
+            source, int(resolved.model.samplerate) if resolved is not None else None, references)
+        model_in = model_input(resolved, samples, references) if resolved is not None else None
         with self._lock:
-            self._mix_model_rate = samples
-            self._references = references
-            self.model_samplerate = rate
-            self.duration_seconds = samples.shape[1] / rate
+            song = OpenSong(samples, rate, title, references, region_samples, self._deck, self._lock,
+                            self._set_message)
+            self._song, self.title = song, title
+            self.model_samplerate, self.duration_seconds = rate, song.duration_seconds
             self._set_stems(list(resolved.model.sources) if resolved is not None else list(STEM_NAMES))
             self._message = "" if resolved is not None else NO_MODEL_MESSAGE
-            self._region_samples = region_samples
-            self._entry = None
-            self._install_source()
-            self._apply_controls()
+            song.install(self.samplerate)
             if play:
                 self.play()
             if resolved is not None:
-                self._launch(resolved, samples, model_in)
+                assert model_in is not None
+                self._separate(song, resolved, model_in)
 
-    def _install_source(self, swap: bool = False) -> None:
-        """Give the mixer the current song at the output rate (stems as far as they are ready).
+    def change_model(self, model: str | nn.Module | None = None) -> None:
+        """Re-separate the open song with ``model`` (None: the session default) while playback carries on.
 
-        ``swap``: the same song with more data (stems): keep position and transport (see ``Mixer.swap_source``).
+        The mixer goes back to the original mix (cross-faded) until the new model's regions are ready (at once,
+        from the stem store, if this song was separated with that model before).
+        Raises:
+            ShotokuError: the model cannot be loaded, or it is an oracle and the song has no references.
         """
-        mix = self._mix_model_rate
-        assert mix is not None and self.mixer is not None
-        if self._resampler is not None:
-            self._resampler.close()
-            self._resampler = None
-        if self.samplerate == self.model_samplerate:
-            mixture = mix
-            stems = self._entry.stems if self._entry is not None else None
-            region = self._region_samples
-            ready = self._worker.ready.copy() if self._worker is not None else None
-        else:
-            mixture = np.ascontiguousarray(soxr.resample(mix.T, self.model_samplerate, self.samplerate, "HQ").T)
-            stems = ready = None
-            region = self._region_samples
-            if self._entry is not None:
-                self._resampler = RegionResampler(self._entry.stems, region, self.model_samplerate, self.samplerate)
-                stems, ready, region = self._resampler.stems, self._resampler.ready, self._resampler.region_frames
-                if self._worker is not None:
-                    for k in np.flatnonzero(self._worker.ready):
-                        self._resampler.region_ready(int(k))
-                mixture = mixture[:, : stems.shape[-1]] if mixture.shape[1] >= stems.shape[-1] else np.pad(
-                    mixture, ((0, 0), (0, stems.shape[-1] - mixture.shape[1])))
-        self._ready = ready
-        source = MixerSource(mixture, stems, ready, region)
-        if swap and self.mixer.source is not None and self.mixer.source.n_frames == source.n_frames:
-            self.mixer.swap_source(source)
-        else:
-            self.mixer.set_source(source)
+        resolved = self._resolve(model)
+        song = self._song
+        if song is None:
+            return
+        model_in = model_input(resolved, song.mixture, song.references) if resolved is not None else None
+        with self._lock:
+            if self._song is not song:
+                return
+            previous = song.detach()
+            self._message = "" if resolved is not None else NO_MODEL_MESSAGE
+            sources = list(resolved.model.sources) if resolved is not None else self.stems
+            if sources != self.stems:
+                position = self._deck.position
+                self._set_stems(sources)
+                song.install(self.samplerate)
+                self._deck.resume_at(position)
+            else:
+                song.install(self.samplerate, swap=True)
+            if resolved is not None:
+                assert model_in is not None
+                self._separate(song, resolved, model_in, previous)
+                previous = None  # the new separation closes it first, off this thread
+        if previous is not None:
+            previous.close()
+
+    def set_compute_device(self, device: str | None) -> None:
+        """Run separation on ``device`` ("cpu", "cuda:0", None/"auto"); re-separates the open song there."""
+        self.compute_device = device
+        self._models.forget()
+        name = self.separation_model
+        if self._song is not None and name is not None:
+            self.change_model(name)
 
     def close_song(self) -> None:
-        """Stop playback, stop the worker and release the song (the stem cache keeps what was separated)."""
+        """Stop playback and the separation and release the song (the stem cache keeps what was separated)."""
         with self._lock:
-            self._want_play = False
+            self._deck.want_play = False
             if self.mixer is not None:
                 self.mixer.set_source(None)
-            worker, self._worker = self._worker, None
-            entry, self._entry = self._entry, None
-            self._mix_model_rate = None
-            self._references = None
-            self._ready = None
-            self.separation_model = None
-            opener, self._opener = self._opener, None
-        if opener is not None:
-            opener.join()  # it stops any worker it was replacing, and starts none for a closed song
-        self._stop_worker(worker, entry)
-        if self._resampler is not None:
-            self._resampler.close()
-            self._resampler = None
+            song, self._song = self._song, None
+        if song is not None:
+            song.close()  # joins the separation's threads; never under the lock (its opener may be waiting for it)
 
     def close(self) -> None:
         """Close the song, the output and the monitor thread (joins every thread this session started)."""
         self._closed.set()
         self.close_song()
-        self._clock.stop()
-        self.output.close()
+        self._output.close()
         self._monitor.join(2.0)
-        sys.setswitchinterval(self._saved_switch_interval)
+
+    def _resolve(self, model: str | nn.Module | None) -> ResolvedModel | None:
+        return self._models.resolve(model, self.model_name, not self.worker_process, self.compute_device)
+
+    def _set_stems(self, sources: list[str]) -> None:
+        """New stem names: a mixer to match, every fader back at 0 dB (the master is kept)."""
+        if self.samplerate == 0:
+            self.samplerate = self.model_samplerate or 44100
+        self._deck.set_stems(sources, self._output.n_channels or 2, self.samplerate)
+
+    # ------------------------------------------------------------------ the separation
+    def _separate(self, song: OpenSong, resolved: ResolvedModel, model_in: np.ndarray,
+                  previous: BackgroundSeparation | None = None) -> None:
+        self._generation += 1
+        settings = SeparationSettings(self.cache, self.worker_process, self.worker_threads, self.compute_device)
+        song.separate(self._generation, resolved, model_in, settings, previous)
+
+    def _set_message(self, message: str) -> None:  # a background thread (the separation failed)
+        self._message = message
+
+    @property
+    def separation(self) -> BackgroundSeparation | None:
+        """The separation of the open song (None: none running, e.g. no model); its stems, progress and error."""
+        song = self._song
+        return song.separation if song is not None else None
+
+    @property
+    def separation_model(self) -> str | None:
+        """The model separating the open song (None: none)."""
+        separation = self.separation
+        return separation.model_name if separation is not None else None
+
+    @property
+    def separation_generation(self) -> int:
+        """Counts separations started (open, model or device change): a poller clears its stem views when it moves."""
+        return self._generation
+
+    # The separation as the app read it before :attr:`separation` existed; part D moves to ``separation``.
+    separated_stems = _forward("stems", lambda: None)
+    separation_ready = _forward("regions_ready", lambda: np.zeros(0, dtype=bool))
+    separation_region_samples = _forward("region_samples", lambda: DEFAULT_REGION_SAMPLES)
+    separation_done = _forward("done", lambda: False)
+    separation_error = _forward("error", lambda: None)
+
+    @property
+    def worker(self) -> StreamingSeparator | None:
+        """The current separation's streaming worker (diagnostics and tests)."""
+        separation = self.separation
+        return separation.worker if separation is not None else None
+
+    # ------------------------------------------------------------------ the mix
+    def apply_mix(self, state: MixState) -> None:
+        """Play ``state`` from the next audio block: one mixer update, the gains ramp from the current ones.
+
+        The session keeps a copy over its own :attr:`stems` (see :meth:`Deck.apply_mix
+        <engine.playback.deck.Deck.apply_mix>`); faders at or below ``mix.MIN_DB`` are silence.
+        """
+        self._deck.apply_mix(state)
+
+    @property
+    def mix(self) -> MixState:
+        """A copy of the mix playing (strips in :attr:`stems` order)."""
+        return self._deck.mix
+
+    def mix_gains(self) -> tuple[np.ndarray, float]:
+        """``(gains (n_stems, 2) linear, master linear)`` exactly as playback applies :attr:`mix` (for the export)."""
+        return self._deck.mix_gains()
 
     # ------------------------------------------------------------------ transport
-    def play_silently(self) -> None:
-        """Close the audio output and play on the silent clock (no device; transport and meters still run)."""
-        with self._lock:
-            self.output.close()
-            self._message = "audio output disabled"
-            if not self._closed.is_set():
-                self._clock.start()
-
     @property
     def playing(self) -> bool:
         """True while the transport runs (with or without an audio output)."""
-        return bool(self.mixer is not None and self.mixer.playing)
+        return self._deck.playing
 
     def play(self) -> None:
-        self._want_play = True
-        if self.mixer is not None and self.mixer.source is not None:
-            if self.mixer.at_end:
-                self.mixer.request_seek(self.mixer.loop[0] if self.mixer.loop else 0)
-            self.mixer.request_play()
+        self._deck.play()
 
     def pause(self) -> None:
-        self._want_play = False
-        if self.mixer is not None:
-            self.mixer.request_pause()
+        self._deck.pause()
 
     def stop(self) -> None:
         """Pause and go back to the start (of the loop, if one is set)."""
-        self.pause()
-        if self.mixer is not None:
-            loop = self.mixer.loop
-            self.mixer.request_seek(loop[0] if loop else 0)
+        self._deck.stop()
 
     def seek(self, seconds: float) -> None:
         """Jump to ``seconds`` (sample-accurate, faded); separation work moves there too."""
         if self.mixer is None or self.samplerate == 0:
             return
-        self.mixer.request_seek(int(round(max(0.0, seconds) * self.samplerate)))
-        worker = self._worker
-        if worker is not None:
-            worker.prioritise(int(round(max(0.0, seconds) * self.model_samplerate)))
+        self._deck.seek(int(round(max(0.0, seconds) * self.samplerate)))
+        separation = self.separation
+        if separation is not None:
+            separation.seek(int(round(max(0.0, seconds) * self.model_samplerate)))
 
     def set_loop(self, start_seconds: float | None, stop_seconds: float | None) -> None:
         """Loop the A-B region ``[start, stop)`` in seconds; None clears the loop."""
-        if self.mixer is None:
-            return
         if start_seconds is None or stop_seconds is None:
-            self.mixer.set_loop(None, None)
+            self._deck.set_loop(None, None)
         else:
-            self.mixer.set_loop(int(round(start_seconds * self.samplerate)), int(round(stop_seconds * self.samplerate)))
+            self._deck.set_loop(int(round(start_seconds * self.samplerate)), int(round(stop_seconds * self.samplerate)))
 
     # ------------------------------------------------------------------ what the GUI polls
-    def _position_frames(self) -> int:
-        mixer = self.mixer
-        if mixer is None:
-            return 0
-        pending = mixer.seek_pending
-        return pending if pending is not None else mixer.position
-
     @property
     def position_seconds(self) -> float:
         """Play position (a pending seek's target while it fades)."""
-        return self._position_frames() / self.samplerate if self.samplerate else 0.0
+        return self._deck.position / self.samplerate if self.samplerate else 0.0
 
     @property
     def state(self) -> SessionState:
-        if self.output.state == OutputState.DEVICE_LOST:
+        output = self._output.state
+        if output == OutputState.DEVICE_LOST:
             return SessionState.DEVICE_LOST
-        if self.output.state != OutputState.RUNNING:
+        if output != OutputState.RUNNING:
             return SessionState.NO_OUTPUT
-        if self.mixer is None or self.mixer.source is None:
+        mixer = self.mixer
+        if mixer is None or mixer.source is None:
             return SessionState.EMPTY
-        if self.mixer.playing:
+        if mixer.playing:
             return SessionState.PLAYING
-        return SessionState.PAUSED if self._position_frames() > 0 and not self.mixer.at_end else SessionState.STOPPED
+        return SessionState.PAUSED if self._deck.position > 0 and not mixer.at_end else SessionState.STOPPED
 
     @property
     def message(self) -> str:
         """The last error or notice, one line ("" when all is well): output problems first."""
-        if self._message:
-            return self._message
-        return self.output.message if self.output.state != OutputState.RUNNING else ""
+        return self._message or self._output.message
 
     @property
     def region_seconds(self) -> float:
@@ -421,7 +421,8 @@ class PlaybackSession(SongSeparation, StripControls):
     @property
     def region_ready(self) -> np.ndarray:
         """``(n_regions,)`` bool copy: True where the separated stems of that region are playing-ready."""
-        ready = self._ready if self._resampler is None else self._resampler.ready
+        source = self._song.source if self._song is not None else None
+        ready = source.ready if source is not None else None
         return ready.astype(bool) if ready is not None else np.zeros(0, dtype=bool)
 
     @property
@@ -432,13 +433,12 @@ class PlaybackSession(SongSeparation, StripControls):
     @property
     def levels(self) -> dict[str, float]:
         """Per-stem peak (linear, after the fader) of the last block."""
-        if self.mixer is None:
-            return {}
-        return {s: float(v) for s, v in zip(self.stems, self.mixer.levels, strict=False)}
+        return self._deck.levels
 
     @property
     def output_level(self) -> float:
-        return float(self.mixer.out_level) if self.mixer is not None else 0.0
+        mixer = self.mixer
+        return float(mixer.out_level) if mixer is not None else 0.0
 
     @property
     def underruns(self) -> int:
@@ -453,12 +453,10 @@ class PlaybackSession(SongSeparation, StripControls):
                 after = self.output.check()
                 if after == OutputState.DEVICE_LOST and before != after:
                     log.warning("%s", self.output.message)
-                mixer, worker = self.mixer, self._worker
-                if mixer is not None and mixer.at_end and self._want_play and mixer.loop is None:
-                    self._want_play = False
-                if worker is not None and mixer is not None and self.samplerate and mixer.playing:
-                    self._keep_worker_ahead(worker, mixer)
+                self._deck.ran_out()
+                mixer, separation = self.mixer, self.separation
+                if separation is not None and mixer is not None and self.samplerate and mixer.playing:
+                    separation.follow(int(mixer.position * self.model_samplerate / self.samplerate))
             except Exception:  # the monitor must survive anything
                 log.exception("playback monitor")
                 time.sleep(0.5)
-

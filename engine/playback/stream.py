@@ -110,6 +110,11 @@ def refresh_devices() -> None:
         raise PlaybackError("the JACK server is not running: start it, then choose the output device again")
 
     def reinit() -> None:
+        # sounddevice has no public call for this. Without it PortAudio keeps the device list it made when it
+        # first initialised: tests/engine/test_playback_jack.py::
+        # test_a_jack_server_started_after_start_up_is_found_by_select_device (a JACK server started later is
+        # never found) and tests/app/test_audio_output.py::test_jack_server_dies_mid_song (reconnecting to a
+        # restarted JACK server fails: "Insufficient memory [PaErrorCode -9992]", then the process hangs at exit).
         try:
             sd._terminate()
         except Exception:  # already terminated

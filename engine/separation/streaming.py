@@ -16,12 +16,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.errors import SeparationCancelled
 from engine.separation.apply import ModelFn, iter_separated_blocks
 from engine.separation.cache import DATA_FILE, StemEntry, drop_pages, region_crc
+
+if TYPE_CHECKING:
+    from engine.separation.runner import ChunkRunner
 
 log = logging.getLogger(__name__)
 
@@ -31,34 +35,12 @@ def default_worker_threads() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
-def torch_model_fn(model, n_threads: int | None = None) -> ModelFn:
-    """Wrap a :class:`~engine.models.base.SeparationModel` as a numpy chunk function for the worker.
-
-    ``(n_channels, segment_samples)`` float32 -> ``(n_stems, n_channels, segment_samples)`` float32, run under
-    ``torch.inference_mode`` on the model's device. ``n_threads`` sets ``torch.set_num_threads`` in the calling
-    (worker) thread before the first chunk.
-    """
-    import torch
-
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    state = {"threads_set": False}
-
-    def run(chunk: np.ndarray) -> np.ndarray:
-        if not state["threads_set"] and n_threads is not None:
-            torch.set_num_threads(max(1, int(n_threads)))
-            state["threads_set"] = True
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device)[None]
-            return model(x)[0].float().cpu().numpy()
-
-    return run
-
-
 class StreamingSeparator:
     """Separates ``mix`` into ``entry`` in the background, starting at a priority position.
 
     Args:
-        model_fn: chunk function (see :func:`torch_model_fn`).
+        model_fn: chunk function ``(n_in_channels, n) -> (n_stems, n_channels, n)``, usually a
+            :class:`~engine.separation.runner.ChunkRunner` (thread mode; None in process mode).
         mix: ``(n_channels, n_samples)`` float32 at the model's rate (``entry.n_samples`` long).
         entry: the stem store entry to fill (regions recorded by earlier sessions are re-verified, not recomputed).
         segment_samples: the model's chunk length.
@@ -67,10 +49,11 @@ class StreamingSeparator:
         on_error: called from the worker thread with a message if the separation fails (the worker then stops).
         nice: niceness added to the thread (or child process) running the model, so the audio thread and the
             sound server win the CPU when cores are short. 0 leaves it alone.
-        process_model: a picklable model (nn.Module); when given, the model runs in a child process (spawned
-            once per separator) instead of ``model_fn`` in this process. The child writes the stem samples
-            straight into the store's file; this process records regions and announces them. The audio callback
-            then never waits for the GIL behind the model (see docs: real-time).
+        process_model: a picklable model (nn.Module) or a catalogue name; when given, the model runs in a child
+            process (spawned once per separator, through a :class:`~engine.separation.runner.ChunkRunner`) instead
+            of ``model_fn`` in this process. The child writes the stem samples straight into the store's file;
+            this process records regions and announces them. The audio callback then never waits for the GIL
+            behind the model (see docs: real-time).
         n_threads: torch threads of the child process (process mode; default :func:`default_worker_threads`).
         device: compute device the child process runs the model on (process mode; None/"auto": the best one).
             An unusable device is reported through ``on_error`` like any other failure.
@@ -81,7 +64,7 @@ class StreamingSeparator:
 
     def __init__(
         self,
-        model_fn: ModelFn,
+        model_fn: ModelFn | None,
         mix: np.ndarray,
         entry: StemEntry,
         segment_samples: int,
@@ -130,6 +113,15 @@ class StreamingSeparator:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ control
+    @property
+    def cursor(self) -> int:
+        """How far the current run is final (model-rate samples): the next sample it will finish; -1 between runs.
+
+        A player compares it with the play position to notice that playback overtook the work
+        (see :meth:`engine.playback.background.BackgroundSeparation.follow`).
+        """
+        return self._run_cursor
+
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
         if self._thread is None:
@@ -333,9 +325,10 @@ def _child_main(conn, cancel, model, mix_path: str, mix_shape, stems_path: str, 
                 overlap: float, n_threads: int, nice: int, region_samples: int, device: str | None = None) -> None:
     """The separation process: runs ``model`` on requested spans and writes the stems into the store's file.
 
-    ``model`` is a module, or a registry name loaded here (so the app process never holds the weights), moved to
-    ``device`` on the first run (a failure there is reported as that run's error). For each region it completes it
-    sends ``("region", k, crc)``, then drops those pages from its own mapping.
+    ``model`` is a module, or a catalogue name loaded here (so the app process never holds the weights), run on
+    ``device`` through a :class:`~engine.separation.runner.ChunkRunner` built on the first run (a failure there is
+    reported as that run's error). For each region it completes it sends ``("region", k, crc)``, then drops those
+    pages from its own mapping.
     """
     if nice > 0 and hasattr(os, "nice"):
         try:
@@ -357,7 +350,7 @@ def _child_main(conn, cancel, model, mix_path: str, mix_shape, stems_path: str, 
         n_samples = stems_shape[2]
         try:
             if model_fn is None:
-                model_fn = torch_model_fn(_load_child_model(model, device), n_threads)
+                model_fn = _child_runner(model, device, n_threads)
             for block_start, block in iter_separated_blocks(
                 model_fn, mix, stems_shape[0], segment_samples, overlap, start=start, stop=stop, cancel=cancel,
                 n_out_channels=stems_shape[1],
@@ -380,14 +373,17 @@ def _child_main(conn, cancel, model, mix_path: str, mix_shape, stems_path: str, 
             conn.send(("error", f"{type(err).__name__}: {err}"))
 
 
-def _load_child_model(model, device: str | None):
-    """The child's model: a registry name is loaded here; either way it moves to ``device`` (None: leave it)."""
+def _child_runner(model, device: str | None, n_threads: int) -> ChunkRunner:
+    """The child's chunk runner: a catalogue name is loaded here; it runs on ``device`` (None: where it is)."""
+    from engine.separation.runner import ChunkRunner
+
     if isinstance(model, str):
-        from engine.separation.registry import load_model
+        from engine.models.catalogue import load_model
 
         model = load_model(model)
+    target = None
     if device is not None:
         from engine.separation.device import select_device
 
-        model = model.to(select_device(None if device == "auto" else device))
-    return model
+        target = select_device(None if device == "auto" else device)
+    return ChunkRunner(model, device=target, n_threads=n_threads)

@@ -7,6 +7,8 @@ jackd2 must be installed (CI's set-up installs it). Without it these tests fail 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,12 +17,21 @@ import pytest
 import soundfile as sf
 
 from engine.audio import Audio
+from engine.models.catalogue import build_model
 from engine.playback.session import PlaybackSession, SessionState
+from engine.playback.tuning import tune_process_for_playback
 from engine.separation.cache import StemCache
-from engine.separation.registry import build_model
 from tests.engine.jack import JACK_RATE
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(autouse=True)
+def tuned_for_playback():
+    """The process settings ``shotoku play`` and the app apply at start-up, restored after the test."""
+    previous = tune_process_for_playback()
+    yield
+    sys.setswitchinterval(previous)
 
 
 def noise_song(seconds: float) -> Audio:
@@ -37,9 +48,11 @@ def test_plays_in_real_time_without_underruns(jack: int, cache: StemCache) -> No
         time.sleep(0.5)  # start-up: PortAudio/JACK may report an underflow or two here
         frames0, under0, t0 = session.output.frames, session.underruns, time.monotonic()
         pos0 = session.mixer.position
+        mix = session.mix
         for _ in range(8):
             time.sleep(0.25)
-            session.set_gain_db("vocals", float(np.random.default_rng().uniform(-30, 6)))
+            mix.strip_for("vocals").gain_db = float(np.random.default_rng().uniform(-30, 6))
+            session.apply_mix(mix)
         elapsed = time.monotonic() - t0
         frames = session.output.frames - frames0
         rate = frames / elapsed
@@ -80,7 +93,7 @@ JACK_DIES_SCRIPT = """
 import os, sys, time, numpy as np
 from engine.audio import Audio
 from engine.playback.session import PlaybackSession
-from engine.separation.registry import build_model
+from engine.models.catalogue import build_model
 from tests.engine.jack import kill_jack, start_jack
 server = start_jack()
 session = PlaybackSession(blocksize=512, worker_threads=1)
@@ -100,9 +113,6 @@ print("closed", flush=True)
 
 def test_jack_server_death_is_reported_not_a_crash(jack_tools: None, tmp_path: Path) -> None:
     """The JACK server dies mid-song (run in a child process: PortAudio cannot be re-initialised after that)."""
-    import subprocess
-    import sys
-
     env = dict(os.environ, SHOTOKU_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(Path(__file__).parents[2]))
     result = subprocess.run([sys.executable, "-c", JACK_DIES_SCRIPT], capture_output=True, text=True, timeout=60,
                             env=env, cwd=Path(__file__).parents[2])
@@ -125,3 +135,40 @@ def test_cli_plays_a_remix(jack: int, cache: StemCache, tmp_path: Path, capsys: 
     assert main(["play", "--list-devices"]) == 0
     assert "system" in capsys.readouterr().out
     assert main(["play", str(path), "--model", "tiny", "--gain", "voice=3", "--duration", "0.2"]) == 2
+
+
+JACK_STARTS_LATER_SCRIPT = """
+from engine.playback.session import PlaybackSession
+from engine.playback.stream import list_output_devices
+import tests.engine.jack as jack
+session = PlaybackSession(open_output=False)  # PortAudio initialises here, before any JACK server runs
+print("before", [d.name for d in list_output_devices()], flush=True)
+jack._reinit_portaudio = lambda: None  # the fixture's re-initialisation would hide what select_device must do
+server = jack.start_jack()
+try:
+    print("unrefreshed", [d.name for d in list_output_devices()], flush=True)
+    print("select", session.select_device("system"), "|", session.message, flush=True)
+    print("state", session.state.value, session.samplerate, flush=True)
+    session.close()
+    import sounddevice
+    sounddevice._terminate()  # before the server goes (PortAudio's JACK back end aborts otherwise)
+finally:
+    jack.kill_jack(server)
+print("closed", flush=True)
+"""
+
+
+def test_a_jack_server_started_after_start_up_is_found_by_select_device(jack_tools: None, tmp_path: Path) -> None:
+    """PortAudio lists devices once, when it initialises: a JACK server (or a device) that appears later is seen
+    only after ``refresh_devices`` re-initialises it (``sd._terminate(); sd._initialize()``), which
+    ``select_device`` does. Run in a child process, so PortAudio first initialises with no JACK server."""
+    env = dict(os.environ, SHOTOKU_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(Path(__file__).parents[2]))
+    result = subprocess.run([sys.executable, "-c", JACK_STARTS_LATER_SCRIPT], capture_output=True, text=True,
+                            timeout=60, env=env, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    unrefreshed = next(line for line in lines if line.startswith("unrefreshed "))
+    assert "'system'" not in unrefreshed, f"PortAudio saw the new server without re-initialising: {lines}"
+    assert "select True | " in lines, lines
+    assert f"state empty {JACK_RATE}" in lines, lines
+    assert lines[-1] == "closed"

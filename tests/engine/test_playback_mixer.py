@@ -8,11 +8,18 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine.playback.mixer import Mixer, MixerSource, db_to_gain, resolve_gains
+from engine.playback.mix import MixState, StripState, db_to_linear, resolve_gains
+from engine.playback.mixer import Mixer, MixerSource
 
 SR = 44100
 N_STEMS = 4
+STEMS = ("vocals", "drums", "bass", "other")
 BLOCK = 512
+
+
+def faders(*gains_db: float) -> MixState:
+    """A mix of :data:`STEMS` with these fader positions (nothing muted or soloed, pans centred)."""
+    return MixState({name: StripState(gain_db=g) for name, g in zip(STEMS, gains_db, strict=True)})
 
 
 def make_source(n_frames: int = SR * 4, ready: bool = True, region: int = 8192, seed: int = 0) -> MixerSource:
@@ -83,7 +90,7 @@ def test_gain_ramps_to_target_without_a_step_larger_than_the_ramp() -> None:
     before = run_blocks(mixer, 1)[-1, 0]
     assert before == pytest.approx(0.4, abs=1e-6)
     target = np.ones((N_STEMS, 2), dtype=np.float32)
-    target[0] = db_to_gain(-math.inf)  # vocals to -inf: 0.4 -> 0.3
+    target[0] = db_to_linear(-math.inf)  # vocals to -inf: 0.4 -> 0.3
     mixer.set_stem_gains(target)
     ramp = run_blocks(mixer, 1)[:, 0]
     steps = np.abs(np.diff(np.concatenate([[before], ramp])))
@@ -109,8 +116,7 @@ def test_callback_allocates_nothing() -> None:
     mixer = playing_mixer(source)
     mixer.set_loop(SR, 3 * SR)
     out = np.zeros((BLOCK, 2), dtype=np.float32)
-    gains = [resolve_gains(np.array([g, -6.0, 3.0, -np.inf]), np.zeros(4, bool), np.zeros(4, bool), np.zeros(4))
-             for g in (0.0, -12.0)]
+    gains = [resolve_gains(faders(g, -6.0, 3.0, -np.inf), STEMS)[0] for g in (0.0, -12.0)]
     for i in range(50):  # warm-up: fades, loops, gain changes, limiter
         mixer.set_stem_gains(gains[i % 2])
         mixer.render(out)
@@ -142,23 +148,36 @@ def test_callback_allocates_nothing() -> None:
 
 
 def test_mute_solo_pan_resolution() -> None:
-    zeros = np.zeros(4)
-    gains = resolve_gains(np.array([0.0, -6.0, 0.0, 0.0]), np.array([False, False, True, False]),
-                          np.array([True, True, True, False]), np.array([0.0, 1.0, 0.0, -1.0]))
+    state = MixState(dict(zip(STEMS, [StripState(0.0, False, True, 0.0), StripState(-6.0, False, True, 1.0),
+                                      StripState(0.0, True, True, 0.0), StripState(0.0, False, False, -1.0)])))
+    gains, master = resolve_gains(state, STEMS)
+    assert gains.shape == (4, 2) and gains.dtype == np.float32 and master == 1.0
     assert gains[0].tolist() == [1.0, 1.0]
-    assert gains[1, 0] == pytest.approx(0.0, abs=1e-7) and gains[1, 1] == pytest.approx(db_to_gain(-6.0))
+    assert gains[1, 0] == pytest.approx(0.0, abs=1e-7) and gains[1, 1] == pytest.approx(db_to_linear(-6.0))
     assert gains[2].tolist() == [0.0, 0.0], "muted beats soloed"
     assert gains[3].tolist() == [0.0, 0.0], "not soloed while another is"
-    half = resolve_gains(zeros, np.zeros(4, bool), np.zeros(4, bool), np.full(4, 0.5))
+    panned = MixState({name: StripState(pan=0.5) for name in STEMS})
+    half = resolve_gains(panned, STEMS)[0]
     assert half[0, 1] == 1.0 and half[0, 0] == pytest.approx(math.cos(math.pi / 4))
-    assert db_to_gain(-math.inf) == 0.0 and db_to_gain(6.0) == pytest.approx(1.9952623)
+    assert db_to_linear(-math.inf) == 0.0 and db_to_linear(6.0) == pytest.approx(1.9952623)
+
+
+def test_gains_follow_the_stems_asked_for_and_the_fader_bottom_is_silence() -> None:
+    """Stems the mix has no strip for are silent, strips of other stems change nothing; -60 dB and below is 0."""
+    state = faders(-3.0, -60.0, -80.0, 0.0)
+    state.strips["guitar"] = StripState(gain_db=6.0, solo=True)  # another model's stem: ignored, even soloed
+    state.master_db = -70.0
+    gains, master = resolve_gains(state, ["other", "bass", "piano", "vocals", "drums"])
+    for channel in (0, 1):
+        assert gains[:, channel].tolist() == pytest.approx([1.0, 0.0, 0.0, db_to_linear(-3.0), 0.0])
+    assert master == 0.0
 
 
 def test_limiter_keeps_a_boosted_remix_under_the_ceiling() -> None:
     source = make_source()
     source.stems *= 3.0  # peaks well above full scale
     mixer = playing_mixer(source, ceiling=0.98)
-    mixer.set_stem_gains(np.full((N_STEMS, 2), db_to_gain(12.0), dtype=np.float32))
+    mixer.set_stem_gains(np.full((N_STEMS, 2), db_to_linear(12.0), dtype=np.float32))
     played = run_blocks(mixer, 200)
     assert np.abs(played).max() <= 0.98 + 1e-6
     assert mixer.limiter_gain < 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -13,11 +14,13 @@ import torch
 
 from engine.audio import Audio
 from engine.errors import PlaybackError, ShotokuError
+from engine.models.catalogue import build_model
 from engine.playback import stream as stream_module
+from engine.playback.mix import MixState, StripState
 from engine.playback.ratematch import RegionResampler
 from engine.playback.session import PlaybackSession, SessionState
+from engine.playback.tuning import PLAYBACK_SWITCH_INTERVAL, tune_process_for_playback
 from engine.separation.cache import StemCache
-from engine.separation.registry import build_model
 
 SR = 44100
 BLOCK = 512
@@ -52,8 +55,13 @@ def test_open_plays_the_original_at_once_then_stems(cache: StemCache) -> None:
         assert session.stems == ["vocals", "drums", "bass", "other"]
         first = pump(session, 0.01)[:BLOCK]
         assert np.abs(first).max() > 0.0, "the first block already plays the mixture"
-        session.set_gain_db("vocals", -math.inf)
-        session.set_mute("drums", True)
+        mix = session.mix
+        mix.strip_for("vocals").gain_db = -math.inf
+        mix.strip_for("drums").mute = True
+        session.apply_mix(mix)
+        session.pause()  # pump() renders faster than real time: do not reach the end before the stems are ready
+        pump(session, 20, until=lambda: session.worker is not None and session.worker.done)
+        session.play()
         pump(session, 20, until=lambda: session.worker is not None and session.worker.done
              and session.mixer.separated_weight == 1.0)
         assert session.region_ready.all() and session.separated_fraction == 1.0
@@ -145,7 +153,7 @@ def test_unknown_stem_is_a_clear_error(cache: StemCache) -> None:
     try:
         session.open(tone(1.0), model=build_model("identity"), play=False)
         with pytest.raises(ValueError, match="unknown stem 'voice'"):
-            session.set_gain_db("voice", 0.0)
+            session.mix.strip_for("voice")
     finally:
         session.close()
 
@@ -224,7 +232,7 @@ def test_oracle_model_separates_with_the_references(cache: StemCache, worker_pro
 
 def test_no_usable_model_plays_the_mixture_and_says_so(cache: StemCache, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.errors import ModelLoadError
-    from engine.separation import registry
+    from engine.models import catalogue as registry
 
     def no_model(root=None) -> str:
         raise ModelLoadError(Path("models"), "no usable model card is installed")
@@ -267,7 +275,7 @@ def test_without_an_output_a_silent_clock_advances_position_and_meters(
         assert session.position_seconds == held
     finally:
         session.close()
-    assert not session._clock.running
+    assert not session._output.clock.running
 
 
 def test_change_model_re_separates_while_playing_and_mix_gains_match_playback(cache: StemCache) -> None:
@@ -283,9 +291,11 @@ def test_change_model_re_separates_while_playing_and_mix_gains_match_playback(ca
         pump(session, 30, until=lambda: session.separation_done)
         assert session.separation_done
         assert np.abs(session.separated_stems[0] - audio.samples).max() > 1e-3  # no longer the identity stems
-        session.set_solo("bass", True)
-        session.set_pan("bass", 1.0)
-        session.set_master_gain_db(-6.0)
+        mix = session.mix
+        mix.strip_for("bass").solo = True
+        mix.strip_for("bass").pan = 1.0
+        mix.master_db = -6.0
+        session.apply_mix(mix)
         gains, master = session.mix_gains()
         np.testing.assert_array_equal(gains, session.mixer.target_gain)
         assert master == pytest.approx(10 ** (-6 / 20)) and gains[0].tolist() == [0.0, 0.0]
@@ -308,3 +318,46 @@ def test_an_unusable_compute_device_is_reported_and_playback_goes_on(cache: Stem
     finally:
         session.close()
     assert __import__("multiprocessing").active_children() == []
+
+
+def test_apply_mix_is_one_update_over_the_sessions_stems(cache: StemCache) -> None:
+    """The mix arrives in one call: every stem's gains and the master at once; the session keeps its own copy."""
+    session = PlaybackSession(cache=cache, open_output=False)
+    try:
+        session.open(tone(1.0), play=False, separate=False)
+        assert session.stems == ["vocals", "drums", "bass", "other"]
+        earlier = session.mix
+        earlier.strip_for("bass").gain_db = -12.0
+        session.apply_mix(earlier)
+        mix = MixState.default(["vocals", "drums", "guitar"])  # another console: no bass/other, an extra guitar
+        mix.strips["vocals"].gain_db, mix.strips["drums"].mute, mix.strips["guitar"].solo = -6.0, True, True
+        mix.master_db = -3.0
+        before = session.mixer.target_gain.copy()
+        session.apply_mix(mix)
+        mix.strips["vocals"].gain_db = 0.0  # the caller's object is not the session's
+        assert list(session.mix.strips) == session.stems
+        assert session.mix.strip_for("vocals").gain_db == -6.0 and session.mix.strip_for("drums").mute
+        assert session.mix.strip_for("bass") == StripState(gain_db=-12.0), "a stem the mix does not name keeps its strip"
+        assert session.mix.strip_for("other") == StripState()
+        gains, master = session.mix_gains()
+        np.testing.assert_array_equal(session.mixer.target_gain, gains)
+        assert session.mixer.master_target == master == pytest.approx(10 ** (-3 / 20))
+        order = {name: session.stems.index(name) for name in session.stems}
+        np.testing.assert_allclose(gains[order["vocals"]], [10 ** (-6 / 20)] * 2, rtol=1e-6)
+        assert gains[order["drums"]].tolist() == [0.0, 0.0] and gains[order["other"]].tolist() == [1.0, 1.0]
+        np.testing.assert_allclose(gains[order["bass"]], [10 ** (-12 / 20)] * 2, rtol=1e-6)
+        assert not np.array_equal(before, gains)
+    finally:
+        session.close()
+
+
+def test_the_session_leaves_process_settings_to_tune_process_for_playback(cache: StemCache) -> None:
+    saved = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        PlaybackSession(cache=cache, open_output=False).close()
+        assert sys.getswitchinterval() == 0.005, "creating (or closing) a session changes no process-wide setting"
+        assert tune_process_for_playback() == 0.005
+        assert sys.getswitchinterval() == pytest.approx(PLAYBACK_SWITCH_INTERVAL)
+    finally:
+        sys.setswitchinterval(saved)

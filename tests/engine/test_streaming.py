@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
+from engine.models.catalogue import build_model
 from engine.separation.apply import apply_chunked
 from engine.separation.cache import StemCache
-from engine.separation.registry import build_model
-from engine.separation.streaming import StreamingSeparator, default_worker_threads, torch_model_fn
+from engine.separation.runner import ChunkRunner
+from engine.separation.streaming import StreamingSeparator, default_worker_threads
 
 SR = 44100
 REGION = 8192
@@ -23,7 +25,7 @@ def make_worker(cache: StemCache, mix: np.ndarray, model, key: str = "song", ord
                 segment: int | None = None) -> StreamingSeparator:
     entry = cache.open(key, list(model.sources), 2, mix.shape[1], SR, REGION)
     return StreamingSeparator(
-        torch_model_fn(model, 1), mix, entry, segment or model.segment_samples,
+        ChunkRunner(model, n_threads=1), mix, entry, segment or model.segment_samples,
         on_ready=(order.append if order is not None else None),
     )
 
@@ -58,7 +60,7 @@ def test_streamed_regions_equal_the_whole_track_run(cache: StemCache) -> None:
     worker.start()
     assert worker.wait_done(60), worker.error
     worker.stop()
-    whole = apply_chunked(torch_model_fn(model, 1), mix, 4, model.segment_samples)
+    whole = apply_chunked(ChunkRunner(model, n_threads=1), mix, 4, model.segment_samples)
     np.testing.assert_allclose(np.asarray(worker.entry.stems), whole, atol=2e-5)
 
 
@@ -78,7 +80,7 @@ def test_seek_reprioritises_a_running_separation(cache: StemCache) -> None:
     order: list[int] = []
     gate = threading.Event()
     model = build_model("tiny", {"segment_seconds": 0.2})
-    inner = torch_model_fn(model, 1)
+    inner = ChunkRunner(model, n_threads=1)
 
     def slow(chunk: np.ndarray) -> np.ndarray:
         gate.wait(5)  # hold the worker until the test has seeked
@@ -158,6 +160,36 @@ def test_process_mode_gives_the_same_stems_and_follows_seeks(cache: StemCache) -
     assert worker.wait_done(120), worker.error
     worker.stop()
     assert order[0] == 7 and sorted(order) == list(range(entry.n_regions))
-    whole = apply_chunked(torch_model_fn(model, 1), mix, 4, model.segment_samples)
+    whole = apply_chunked(ChunkRunner(model, n_threads=1), mix, 4, model.segment_samples)
     np.testing.assert_allclose(np.asarray(entry.stems), whole, atol=2e-5)
     assert worker._child is None, "the child process was stopped"
+
+
+def test_cursor_tells_how_far_the_current_run_is_final(cache: StemCache) -> None:
+    """``cursor``: the run's start before its first block, then each announced region's end or beyond; -1 after."""
+    mix = song(6 * REGION)
+    gate = threading.Event()
+    model = build_model("tiny", {"segment_seconds": 0.2})
+    inner = ChunkRunner(model, n_threads=1)
+
+    def gated(chunk: np.ndarray) -> np.ndarray:
+        gate.wait(5)
+        return inner(chunk)
+
+    seen: list[tuple[int, int]] = []
+    entry = cache.open("cursor", list(model.sources), 2, mix.shape[1], SR, REGION)
+    worker = StreamingSeparator(gated, mix, entry, model.segment_samples,
+                                on_ready=lambda k: seen.append((k, worker.cursor)))
+    assert worker.cursor == -1
+    worker.prioritise(2 * REGION + 7)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while worker.cursor < 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert worker.cursor == 2 * REGION, "the run starts at its first region; nothing is final yet"
+    gate.set()
+    assert worker.wait_done(60), worker.error
+    worker.stop()
+    assert worker.cursor == -1
+    assert [k for k, _ in seen] == [2, 3, 4, 5, 0, 1]
+    assert all(cursor >= min(mix.shape[1], (k + 1) * REGION) for k, cursor in seen), seen

@@ -1,0 +1,164 @@
+"""``Deck``: the real-time mixer, the transport over it (play, pause, stop, seek, loop) and its mix (no Qt).
+
+A deck holds the current :class:`~engine.playback.mixer.Mixer` (rebuilt when the stems or the output change), the
+stem names, the :class:`~engine.playback.mix.MixState` it plays and what the listener wants (playing or not), so a
+rebuilt mixer or a reopened device carries on where it was, with the same mix. As in Mixxx's deck, the per-stem
+controls are addressed by name and the mixer ramps every change from the previous block's value.
+:meth:`Deck.render` is the audio callback's entry: it reads the mixer once and renders it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from engine.playback.mix import MixState, StripState, resolve_gains
+from engine.playback.mixer import Mixer, MixerSource
+
+#: The largest block the mixer renders (bigger blocks are zero-filled and counted as starved).
+MAX_BLOCK = 8192
+
+
+class Deck:
+    """Stems, mix and transport over one mixer at a time; every method but :meth:`render` is control side."""
+
+    def __init__(self) -> None:
+        self.mixer: Mixer | None = None
+        self.stems: list[str] = []  #: stem names, in the mixer's order
+        self.want_play = False  #: the listener pressed play (kept across mixer rebuilds and device changes)
+        self._mix = MixState()
+
+    # ------------------------------------------------------------------ audio thread
+    def render(self, out: np.ndarray) -> None:
+        """Fill ``out`` ``(n_frames, n_channels)`` float32 with the next block (silence without a mixer)."""
+        mixer = self.mixer
+        if mixer is None:
+            out.fill(0.0)
+        else:
+            mixer.render(out)
+
+    # ------------------------------------------------------------------ control side
+    def set_stems(self, stems: list[str], n_out_channels: int, samplerate: int) -> bool:
+        """Play ``stems`` from now on: if they differ (or there is no mixer yet), a new mixer, and the mix goes
+        back to every fader at 0 dB (the master is kept). Returns whether anything changed."""
+        if stems == self.stems and self.mixer is not None:
+            return False
+        self.stems = list(stems)
+        self._mix = MixState(MixState.default(self.stems).strips, self._mix.master_db)
+        self.rebuild(n_out_channels, samplerate)
+        return True
+
+    def rebuild(self, n_out_channels: int, samplerate: int) -> Mixer:
+        """A new mixer for the same stems and mix (no source yet: give it one, then :meth:`resume_at`)."""
+        self.mixer = Mixer(max(1, len(self.stems)), n_out_channels, max_block=MAX_BLOCK, samplerate=samplerate)
+        self._push_mix()
+        return self.mixer
+
+    def install(self, source: MixerSource | None, swap: bool = False) -> None:
+        """Play ``source``; ``swap``: the same song with more data (position and transport carry on)."""
+        mixer = self.mixer
+        assert mixer is not None
+        current = mixer.source
+        if swap and source is not None and current is not None and current.n_frames == source.n_frames:
+            mixer.swap_source(source)
+        else:
+            mixer.set_source(source)
+
+    def resume_at(self, frame: int) -> None:
+        """Put a new mixer (or source) at ``frame`` and playing again if the listener wanted it."""
+        mixer = self.mixer
+        if mixer is None:
+            return
+        mixer.request_seek(frame)
+        if self.want_play:
+            mixer.request_play()
+
+    def play(self) -> None:
+        """Play (from the start of the loop, or of the song, if it had reached the end)."""
+        self.want_play = True
+        mixer = self.mixer
+        if mixer is not None and mixer.source is not None:
+            if mixer.at_end:
+                mixer.request_seek(mixer.loop[0] if mixer.loop else 0)
+            mixer.request_play()
+
+    def pause(self) -> None:
+        self.want_play = False
+        if self.mixer is not None:
+            self.mixer.request_pause()
+
+    def stop(self) -> None:
+        """Pause and go back to the start (of the loop, if one is set)."""
+        self.pause()
+        mixer = self.mixer
+        if mixer is not None:
+            loop = mixer.loop
+            mixer.request_seek(loop[0] if loop else 0)
+
+    def seek(self, frame: int) -> None:
+        """Jump to ``frame`` (output rate; faded)."""
+        if self.mixer is not None:
+            self.mixer.request_seek(frame)
+
+    def set_loop(self, start: int | None, stop: int | None) -> None:
+        """Loop ``[start, stop)`` frames (None clears it)."""
+        if self.mixer is not None:
+            self.mixer.set_loop(start, stop)
+
+    # ------------------------------------------------------------------ the mix
+    def apply_mix(self, state: MixState) -> None:
+        """Play ``state`` from the next block: one mixer update, the gains ramp from the current ones.
+
+        The deck keeps a copy over its own :attr:`stems`: a stem ``state`` has no strip for keeps the strip it
+        had, strips of other stems are dropped (a console showing another model's stems changes nothing it does
+        not know).
+        """
+        current = self._mix.strips
+        self._mix = MixState({name: replace(state.strips.get(name) or current.get(name) or StripState())
+                              for name in self.stems}, float(state.master_db))
+        self._push_mix()
+
+    @property
+    def mix(self) -> MixState:
+        """A copy of the mix playing (strips in :attr:`stems` order)."""
+        return self._mix.copy()
+
+    def mix_gains(self) -> tuple[np.ndarray, float]:
+        """``(gains (n_stems, 2), master)`` linear, as :func:`~engine.playback.mix.resolve_gains` gives them."""
+        return resolve_gains(self._mix, self.stems)
+
+    def _push_mix(self) -> None:
+        mixer = self.mixer
+        if mixer is not None and mixer.n_stems == len(self.stems):
+            mixer.set_gains(*self.mix_gains())
+
+    # ------------------------------------------------------------------ read side
+    @property
+    def position(self) -> int:
+        """Play position in frames (a pending seek's target while it fades)."""
+        mixer = self.mixer
+        if mixer is None:
+            return 0
+        pending = mixer.seek_pending
+        return pending if pending is not None else mixer.position
+
+    @property
+    def playing(self) -> bool:
+        return bool(self.mixer is not None and self.mixer.playing)
+
+    @property
+    def levels(self) -> dict[str, float]:
+        """Per-stem peak (linear, after the fader) of the last block."""
+        mixer = self.mixer
+        if mixer is None:
+            return {}
+        return {s: float(v) for s, v in zip(self.stems, mixer.levels, strict=False)}
+
+    def ran_out(self) -> bool:
+        """True when the song reached its end (no loop) while the listener wanted it to play; forgets the wish."""
+        mixer = self.mixer
+        if mixer is not None and mixer.at_end and self.want_play and mixer.loop is None:
+            self.want_play = False
+            return True
+        return False

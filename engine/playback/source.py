@@ -1,0 +1,82 @@
+"""``SongSource``: the open song as the mixer reads it, at the output rate, with the stems separated so far.
+
+At the model's rate the mixer reads the stem store itself, on the store's region grid; at another rate a
+:class:`~engine.playback.ratematch.RegionResampler` keeps a device-rate copy that fills in as store regions arrive.
+Either way the mixer sees one :class:`~engine.playback.mixer.MixerSource` and a ``ready`` flag per region, which
+:meth:`SongSource.region_ready` flips (from the separation worker's thread).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import soxr
+
+from engine.playback.mixer import MixerSource
+from engine.playback.ratematch import RegionResampler
+
+
+def resample_mixture(mixture: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """``(2, n_in)`` float32 at ``rate_in`` -> ``(2, n_out)`` float32 (C-contiguous) at ``rate_out``."""
+    if rate_in == rate_out:
+        return mixture
+    return np.ascontiguousarray(soxr.resample(mixture.T, rate_in, rate_out, quality="HQ").T, dtype=np.float32)
+
+
+class SongSource:
+    """The mixer's view of one song: ``mixture`` and (once a separation has a store entry) ``stems``.
+
+    Args:
+        mixture: ``(2, n_frames)`` float32 at ``samplerate`` (the output rate).
+        stems: the stem store ``(n_stems, 2, n_samples)`` at ``model_samplerate``, or None (mixture only).
+        region_samples: the store's region length (model-rate samples).
+        model_samplerate, samplerate: the store's and the output's rates.
+
+    Attributes:
+        source: what the mixer plays (:class:`~engine.playback.mixer.MixerSource`).
+    """
+
+    def __init__(
+        self,
+        mixture: np.ndarray,
+        stems: np.ndarray | None,
+        region_samples: int,
+        model_samplerate: int,
+        samplerate: int,
+    ) -> None:
+        self._resampler: RegionResampler | None = None
+        self._ready: np.ndarray | None = None
+        region = int(region_samples)
+        if stems is not None and samplerate != model_samplerate:
+            self._resampler = RegionResampler(stems, region, model_samplerate, samplerate)
+            stems, region = self._resampler.stems, self._resampler.region_frames
+            n_frames = stems.shape[-1]
+            if mixture.shape[1] >= n_frames:
+                mixture = mixture[:, :n_frames]
+            else:
+                mixture = np.pad(mixture, ((0, 0), (0, n_frames - mixture.shape[1])))
+            self._ready = self._resampler.ready
+        elif stems is not None:
+            self._ready = np.zeros(-(-stems.shape[-1] // region), dtype=np.uint8)
+        self.source = MixerSource(mixture, stems, self._ready, region)
+
+    def region_ready(self, k: int) -> None:
+        """Store region ``k`` is final (any thread but the audio one): the mixer may play it (once resampled)."""
+        if self._resampler is not None:
+            self._resampler.region_ready(k)
+        elif self._ready is not None:
+            self._ready[k] = 1
+
+    def mark_ready(self, ready: np.ndarray) -> None:
+        """Every store region ``ready`` ``(n_regions,)`` flags is final (the regions separated before this view)."""
+        for k in np.flatnonzero(ready):
+            self.region_ready(int(k))
+
+    @property
+    def ready(self) -> np.ndarray | None:
+        """``(n_regions,)`` uint8 on the mixer's region grid: 1 where the stems are playing-ready (None: no stems)."""
+        return self._ready
+
+    def close(self) -> None:
+        """Release the device-rate copy (if any)."""
+        if self._resampler is not None:
+            self._resampler.close()
