@@ -1,31 +1,91 @@
-"""Menus, toolbars and keyboard shortcuts of the main window (kept apart so the window stays readable)."""
+"""Menus, toolbars and keyboard shortcuts of the main window, built by :func:`build`, which returns what it built.
+
+Transport, model, device and audio-output entries go to the :class:`~app.controller.AppController`; dialogs and
+view changes go to the window through :class:`ViewIntents`; mixer keys go to the mixer panel. Nothing is stored on
+the window: it keeps the returned :class:`WindowActions`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QShortcut
-from PySide6.QtWidgets import QComboBox, QLabel, QMenu, QStyle, QToolBar, QToolButton, QWidget
+from PySide6.QtCore import QObject, Qt, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QStyle,
+    QToolBar,
+    QToolButton,
+    QWidget,
+)
 
 from app.audio_menu import AudioMenu
 from app.model_picker import ModelsDialog
-from app.presets import PRACTICE_DB, PRESET_HELP
 from engine import STEM_NAMES
 from engine.paths import resources_dir
+from engine.playback.mix import PRACTICE_DB, PRESET_HELP
 
 if TYPE_CHECKING:
-    from app.main_window import MainWindow
+    from app.controller import AppController
+    from app.views.mixer import MixerPanel
+    from app.views.spectrogram import SpectrogramStack
 
 #: US-layout characters of Shift+1..4, so "shift+1" works whatever Qt reports for the key.
 _SHIFTED_DIGITS = ("!", "@", "#", "$")
+SEEK_STEP = 5.0
+#: The preset toolbar's buttons (the practice preset has its own menu button).
+PRESET_BUTTONS = (("karaoke", "Karaoke"), ("a cappella", "A cappella"), ("drumless", "Drumless"),
+                  ("bassless", "Bassless"))
 
 
-def _action(window: MainWindow, text: str, slot: object, shortcut: str | QKeySequence | None = None,
+@dataclass
+class ViewIntents:
+    """What the menus ask of the window itself: its dialogs, and presets (which the mixer panel shows)."""
+
+    open_song: Callable[[], None]
+    open_session: Callable[[], None]
+    save_session: Callable[[], None]
+    export: Callable[[], object]
+    apply_preset: Callable[[str, str | None], None]
+    quit: Callable[[], object]
+
+
+@dataclass
+class WindowActions:
+    """The actions and widgets :func:`build` made that the window updates later."""
+
+    play_action: QAction
+    play_icon: QIcon
+    pause_icon: QIcon
+    time_label: QLabel
+    recent_menu: QMenu
+    export_action: QAction
+    preset_actions: dict[str, QAction]
+    preset_label: QLabel
+    model_combo: QComboBox
+    device_combo: QComboBox
+    log_frequency_action: QAction
+    follow_action: QAction
+    audio_menu: AudioMenu
+    shortcuts: list[QShortcut] = field(default_factory=list)
+
+    def show_playing(self, playing: bool) -> None:
+        """The play button says what it will do: Pause while playing, Play otherwise."""
+        self.play_action.setText("Pause" if playing else "Play")
+        self.play_action.setIcon(self.pause_icon if playing else self.play_icon)
+
+
+def _action(parent: QObject, text: str, slot: Callable[[], object], shortcut: str | QKeySequence | None = None,
             tip: str | None = None) -> QAction:
-    action = QAction(text, window)
+    action = QAction(text, parent)
     if shortcut:
         action.setShortcut(QKeySequence(shortcut))
     if tip:
@@ -35,46 +95,55 @@ def _action(window: MainWindow, text: str, slot: object, shortcut: str | QKeySeq
     return action
 
 
-def build(window: MainWindow) -> None:
-    """Create the menus, toolbars and shortcuts; store the widgets the window updates on it."""
+def refresh_recent(menu: QMenu, files: list[str], open_file: Callable[[str], None]) -> None:
+    """Rebuild the File > Open recent menu from ``files`` (most recent first)."""
+    menu.clear()
+    for path in files:
+        menu.addAction(_action(menu, Path(path).name, partial(open_file, path), tip=path))
+    menu.setEnabled(bool(files))
+
+
+def build(window: QMainWindow, controller: AppController, view: ViewIntents, spectrograms: SpectrogramStack,
+          mixer: MixerPanel, mixer_dock: QDockWidget) -> WindowActions:
+    """Create the menus, toolbars and shortcuts of ``window``; returns the parts the window updates."""
     style = window.style()
-    window.play_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay)
-    window.pause_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPause)
+    play_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay)
+    pause_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPause)
+    menu_bar = window.menuBar()
 
     # -- File ------------------------------------------------------------------------------------------------------
-    menu = window.menuBar().addMenu("&File")
-    menu.addAction(_action(window, "&Open song…", window.open_dialog, QKeySequence.StandardKey.Open))
-    window.recent_menu = menu.addMenu("Open &recent")
-    menu.addAction(_action(window, "Open &demo song", window.open_demo))
+    menu = menu_bar.addMenu("&File")
+    menu.addAction(_action(window, "&Open song…", view.open_song, QKeySequence.StandardKey.Open))
+    recent_menu = menu.addMenu("Open &recent")
+    menu.addAction(_action(window, "Open &demo song", controller.open_demo))
     menu.addSeparator()
-    menu.addAction(_action(window, "Open &session…", window.open_session_dialog, "Ctrl+Shift+O"))
-    menu.addAction(_action(window, "&Save session…", window.save_session_dialog, QKeySequence.StandardKey.Save))
+    menu.addAction(_action(window, "Open &session…", view.open_session, "Ctrl+Shift+O"))
+    menu.addAction(_action(window, "&Save session…", view.save_session, QKeySequence.StandardKey.Save))
     menu.addSeparator()
-    export = _action(window, "&Export…", window.open_export_dialog, "Ctrl+E", "Export stems and/or the remix")
+    export = _action(window, "&Export…", view.export, "Ctrl+E", "Export stems and/or the remix")
     menu.addAction(export)
     menu.addSeparator()
-    menu.addAction(_action(window, "&Quit", window.close, QKeySequence.StandardKey.Quit))
-    refresh_recent(window)
+    menu.addAction(_action(window, "&Quit", view.quit, QKeySequence.StandardKey.Quit))
+    refresh_recent(recent_menu, controller.settings.recent_files(), controller.open_file)
 
     # -- Transport toolbar -----------------------------------------------------------------------------------------
     bar = QToolBar("Transport", window)
     bar.setObjectName("transport_toolbar")
     bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     window.addToolBar(bar)
-    open_action = _action(window, "Open", window.open_dialog, tip="Open a song (or drop one on the window)")
+    open_action = _action(window, "Open", view.open_song, tip="Open a song (or drop one on the window)")
     open_action.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton))
     bar.addAction(open_action)
-    window.play_action = _action(window, "Play", window.toggle_play, tip="Play / pause (Space)")
-    window.play_action.setIcon(window.play_icon)
-    bar.addAction(window.play_action)
-    home = _action(window, "Start", lambda: window.seek(0.0), tip="Back to the start (Home)")
+    play_action = _action(window, "Play", controller.toggle_play, tip="Play / pause (Space)")
+    play_action.setIcon(play_icon)
+    bar.addAction(play_action)
+    home = _action(window, "Start", lambda: controller.seek(0.0), tip="Back to the start (Home)")
     home.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MediaSkipBackward))
     bar.addAction(home)
-    window.time_label = QLabel("0:00 / 0:00")
-    window.time_label.setStyleSheet("font-family: monospace; font-size: 12pt; padding: 0 10px; color: #e6e6e6;")
-    bar.addWidget(window.time_label)
-    clear_loop = _action(window, "Clear loop", window.clear_loop, tip="Remove the loop region (Esc)")
-    bar.addAction(clear_loop)
+    time_label = QLabel("0:00 / 0:00")
+    time_label.setStyleSheet("font-family: monospace; font-size: 12pt; padding: 0 10px; color: #e6e6e6;")
+    bar.addWidget(time_label)
+    bar.addAction(_action(window, "Clear loop", controller.clear_loop, tip="Remove the loop region (Esc)"))
     bar.addSeparator()
     bar.addAction(export)
 
@@ -82,18 +151,17 @@ def build(window: MainWindow) -> None:
     presets = QToolBar("Presets", window)
     presets.setObjectName("presets_toolbar")
     window.addToolBar(presets)
-    mix_menu = window.menuBar().addMenu("&Mix")
-    window.preset_actions = {}
-    for name, label in (("karaoke", "Karaoke"), ("a cappella", "A cappella"), ("drumless", "Drumless"),
-                        ("bassless", "Bassless")):
-        action = _action(window, label, partial(window.apply_preset, name), tip=PRESET_HELP[name])
+    mix_menu = menu_bar.addMenu("&Mix")
+    preset_actions: dict[str, QAction] = {}
+    for name, label in PRESET_BUTTONS:
+        action = _action(window, label, partial(view.apply_preset, name, None), tip=PRESET_HELP[name])
         presets.addAction(action)
         mix_menu.addAction(action)
-        window.preset_actions[name] = action
+        preset_actions[name] = action
     practice_menu = QMenu("Practice", window)
     for stem in STEM_NAMES:
         practice_menu.addAction(_action(window, f"{stem.capitalize()} {PRACTICE_DB:+.0f} dB",
-                                        partial(window.apply_preset, "practice", stem)))
+                                        partial(view.apply_preset, "practice", stem)))
     practice_button = QToolButton()
     practice_button.setText("Practice ▾")
     practice_button.setToolTip(PRESET_HELP["practice"])
@@ -101,12 +169,12 @@ def build(window: MainWindow) -> None:
     practice_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
     presets.addWidget(practice_button)
     mix_menu.addMenu(practice_menu)
-    reset = _action(window, "Reset", partial(window.apply_preset, "reset"), tip=PRESET_HELP["reset"])
+    reset = _action(window, "Reset", partial(view.apply_preset, "reset", None), tip=PRESET_HELP["reset"])
     presets.addAction(reset)
     mix_menu.addAction(reset)
-    window.preset_label = QLabel("Mix: reset")
-    window.preset_label.setStyleSheet("color: #9ad; padding: 0 8px;")
-    presets.addWidget(window.preset_label)
+    preset_label = QLabel("Mix: reset")
+    preset_label.setStyleSheet("color: #9ad; padding: 0 8px;")
+    presets.addWidget(preset_label)
 
     # -- Model toolbar ---------------------------------------------------------------------------------------------
     models = QToolBar("Model", window)
@@ -114,82 +182,73 @@ def build(window: MainWindow) -> None:
     window.addToolBarBreak()
     window.addToolBar(models)
     models.addWidget(QLabel(" Model "))
-    window.model_combo = QComboBox()
-    window.model_combo.setMinimumWidth(190)
-    window.model_combo.setToolTip("Separation model (hover an entry for its card)")
-    window.model_combo.currentIndexChanged.connect(
-        lambda index: _on_model_index(window, index))
-    models.addWidget(window.model_combo)
+    model_combo = QComboBox()
+    model_combo.setMinimumWidth(190)
+    model_combo.setToolTip("Separation model (hover an entry for its card)")
+
+    def on_model_index(index: int) -> None:
+        name = model_combo.itemData(index, Qt.ItemDataRole.UserRole)
+        if name:
+            controller.set_model(str(name))
+
+    model_combo.currentIndexChanged.connect(on_model_index)
+    models.addWidget(model_combo)
     models.addWidget(QLabel(" Device "))
-    window.device_combo = QComboBox()
-    for value, label in window.device_choices():
-        window.device_combo.addItem(label, value)
-    index = window.device_combo.findData(window.device)
-    window.device_combo.setCurrentIndex(max(0, index))
-    window.device_combo.currentIndexChanged.connect(
-        lambda index: window.set_device(str(window.device_combo.itemData(index))))
-    models.addWidget(window.device_combo)
-    about_models = _action(window, "Models…", lambda: ModelsDialog(window.choices, window).exec(),
+    device_combo = QComboBox()
+    for value, label in controller.device_choices():
+        device_combo.addItem(label, value)
+    device_combo.setCurrentIndex(max(0, device_combo.findData(controller.device)))
+    device_combo.currentIndexChanged.connect(lambda index: controller.set_device(str(device_combo.itemData(index))))
+    models.addWidget(device_combo)
+    about_models = _action(window, "Models…", lambda: ModelsDialog(controller.choices, window).exec(),
                            tip="Every model card: stems, paper, speed, quality")
     models.addAction(about_models)
 
     # -- View menu -------------------------------------------------------------------------------------------------
-    view = window.menuBar().addMenu("&View")
+    view_menu = menu_bar.addMenu("&View")
     log_action = QAction("&Log frequency", window)
     log_action.setCheckable(True)
-    log_action.setChecked(window.spectrograms.log_frequency)
-    log_action.toggled.connect(window.spectrograms.set_log_frequency)
-    view.addAction(log_action)
-    window.follow_action = QAction("&Follow playhead", window)
-    window.follow_action.setCheckable(True)
-    window.follow_action.setChecked(True)
-    view.addAction(window.follow_action)
-    view.addAction(_action(window, "Zoom &in", lambda: window.spectrograms.zoom(0.5), QKeySequence.StandardKey.ZoomIn))
-    view.addAction(_action(window, "Zoom &out", lambda: window.spectrograms.zoom(2.0),
-                           QKeySequence.StandardKey.ZoomOut))
-    view.addAction(_action(window, "Zoom to &fit", window.spectrograms.zoom_to_fit, "Ctrl+0"))
-    view.addSeparator()
-    view.addAction(window.mixer_dock.toggleViewAction())
-    window.audio_menu = AudioMenu(window)
-    help_menu = window.menuBar().addMenu("&Help")
+    log_action.setChecked(spectrograms.log_frequency)
+    log_action.toggled.connect(spectrograms.set_log_frequency)
+    view_menu.addAction(log_action)
+    follow_action = QAction("&Follow playhead", window)
+    follow_action.setCheckable(True)
+    follow_action.setChecked(True)
+    view_menu.addAction(follow_action)
+    view_menu.addAction(_action(window, "Zoom &in", lambda: spectrograms.zoom(0.5), QKeySequence.StandardKey.ZoomIn))
+    view_menu.addAction(_action(window, "Zoom &out", lambda: spectrograms.zoom(2.0),
+                                QKeySequence.StandardKey.ZoomOut))
+    view_menu.addAction(_action(window, "Zoom to &fit", spectrograms.zoom_to_fit, "Ctrl+0"))
+    view_menu.addSeparator()
+    view_menu.addAction(mixer_dock.toggleViewAction())
+    audio_menu = AudioMenu(menu_bar.addMenu("&Audio"), controller)
+    help_menu = menu_bar.addMenu("&Help")
     guide = resources_dir().parent / "docs" / "USER_GUIDE.md"
     help_menu.addAction(_action(window, "User &guide", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(guide)))))
     help_menu.addAction(about_models)
 
     # -- Keyboard --------------------------------------------------------------------------------------------------
-    keys: list[tuple[str, object]] = [
-        ("Space", window.toggle_play), ("Home", lambda: window.seek(0.0)),
-        ("Left", lambda: window.seek_by(-SEEK_STEP)), ("Right", lambda: window.seek_by(SEEK_STEP)),
-        ("Escape", window.clear_loop),
+    keys: list[tuple[str, Callable[[], object]]] = [
+        ("Space", controller.toggle_play), ("Home", lambda: controller.seek(0.0)),
+        ("Left", lambda: controller.seek_by(-SEEK_STEP)), ("Right", lambda: controller.seek_by(SEEK_STEP)),
+        ("Escape", controller.clear_loop),
     ]
     for i in range(len(STEM_NAMES)):
-        keys.append((str(i + 1), partial(window.mixer.toggle_solo, i)))
-        keys.append((f"Shift+{i + 1}", partial(window.mixer.toggle_mute, i)))
-        keys.append((_SHIFTED_DIGITS[i], partial(window.mixer.toggle_mute, i)))
-    window.shortcuts = []
+        keys.append((str(i + 1), partial(mixer.toggle_solo, i)))
+        keys.append((f"Shift+{i + 1}", partial(mixer.toggle_mute, i)))
+        keys.append((_SHIFTED_DIGITS[i], partial(mixer.toggle_mute, i)))
+    shortcuts = []
     for key, slot in keys:
         shortcut = QShortcut(QKeySequence(key), window)
         shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
         shortcut.activated.connect(slot)
-        window.shortcuts.append(shortcut)
-    for widget in window.mixer.findChildren(QWidget):
+        shortcuts.append(shortcut)
+    for widget in mixer.findChildren(QWidget):
         widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
-
-SEEK_STEP = 5.0
-
-
-def _on_model_index(window: MainWindow, index: int) -> None:
-    name = window.model_combo.itemData(index, Qt.ItemDataRole.UserRole)
-    if name:
-        window.set_model(str(name))
-
-
-def refresh_recent(window: MainWindow) -> None:
-    """Rebuild the File > Open recent menu."""
-    menu: QMenu = window.recent_menu
-    menu.clear()
-    files = window.settings.recent_files()
-    for path in files:
-        menu.addAction(_action(window, Path(path).name, partial(window.open_file, path), tip=path))
-    menu.setEnabled(bool(files))
+    return WindowActions(
+        play_action=play_action, play_icon=play_icon, pause_icon=pause_icon, time_label=time_label,
+        recent_menu=recent_menu, export_action=export, preset_actions=preset_actions, preset_label=preset_label,
+        model_combo=model_combo, device_combo=device_combo, log_frequency_action=log_action,
+        follow_action=follow_action, audio_menu=audio_menu, shortcuts=shortcuts,
+    )

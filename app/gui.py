@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 from PySide6.QtGui import QIcon
@@ -20,6 +21,9 @@ from PySide6.QtWidgets import QApplication
 from app.settings import APPLICATION, ORGANIZATION, AppSettings
 from app.theme import apply_dark_theme
 from engine.paths import resources_dir
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +40,11 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def _schedule_screenshot(window: object, app: QApplication, path: str) -> None:
+def _schedule_screenshot(window: MainWindow, app: QApplication, path: str) -> None:
     delay = float(os.environ.get("SHOTOKU_SCREENSHOT_DELAY", "8"))
     preset = os.environ.get("SHOTOKU_SCREENSHOT_PRESET")
     if os.environ.get("SHOTOKU_SCREENSHOT_PLAY"):
-        QTimer.singleShot(int(delay * 500), window.toggle_play)
+        QTimer.singleShot(int(delay * 500), window.controller.toggle_play)
     if preset:
         target = os.environ.get("SHOTOKU_SCREENSHOT_TARGET")
         QTimer.singleShot(int(delay * 400), lambda: window.apply_preset(preset, target))
@@ -59,15 +63,17 @@ def run_gui(files: list[str]) -> int:
     """Open the window (with ``files[0]`` if given, else the demo song on first start); returns the exit code."""
     from app.main_window import MainWindow
     from engine.paths import demo_song
+    from engine.playback.tuning import tune_process_for_playback
 
+    tune_process_for_playback()  # process-wide, once, before the first audio stream opens
     app = create_application()
     settings = AppSettings()
     window = MainWindow(settings)
     window.show()
     if files:
-        window.open_path(files[0])
+        window.controller.open_path(files[0])
     elif settings.first_start() and demo_song().is_file():
-        window.open_demo()
+        window.controller.open_demo()
     elif not settings.first_start() and settings.recent_files():
         window.statusBar().showMessage("Open a song: File > Open, Open recent, or drop a file here", 10000)
     settings.mark_started()

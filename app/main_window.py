@@ -1,82 +1,53 @@
 """The main window: spectrogram lanes in the centre, the mixer console docked, transport and model toolbars.
 
-Playback and separation are the engine's :class:`~engine.playback.session.PlaybackSession` (the mixture plays at
-once; a child process separates from the play position into the stem store; reopening a song plays its cached
-stems). Decoding, stem spectrograms and export run in :mod:`app.workers`. A ~30 ms timer polls the session
-(:class:`app.playback.SessionPoller`) and refreshes the playhead and meters.
+A view of the :class:`~app.controller.AppController`, which owns the playback session, the settings and the
+model/device choice: the window connects to its signals to show what happens and forwards the musician's intents
+to it. Menus, toolbars and shortcuts come from :func:`app.actions.build` (kept in :attr:`MainWindow.ui`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
+from PySide6.QtCore import QByteArray, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar
 
-from app import actions, audio_menu
+from app import actions
+from app.controller import AppController, OpenedSong
 from app.export_dialog import ExportDialog
-from app.model_picker import (
-    NO_TRAINED_MODEL,
-    ModelChoice,
-    fill_combo,
-    has_trained_model,
-    model_choices,
-    pick_model,
-)
-from app.playback import SessionPoller, push_mix
-from app.presets import MixState, audible, matching_preset
-from app.separation_view import SeparationView
-from app.session_file import SESSION_SUFFIX, Session, load_session, save_session
+from app.model_picker import NO_TRAINED_MODEL, ModelChoice, fill_combo, has_trained_model
+from app.output import MENU_PATH
+from app.session_file import SESSION_SUFFIX
 from app.settings import AppSettings
-from app.song import Song
-from app.spectrum import SpectrogramGrid
+from app.spectrum import format_time
 from app.views.mixer import MixerPanel
-from app.views.spectrogram import SpectrogramStack, format_time
-from app.workers import LoadResult, LoadWorker, WorkerHost
+from app.views.spectrogram import SpectrogramStack
 from engine import STEM_NAMES
-from engine.audio import Audio
-from engine.errors import ShotokuError
-from engine.paths import demo_song, resources_dir
-from engine.playback.session import PlaybackSession
-from engine.separation.device import available_devices, describe_device, select_device
+from engine.paths import resources_dir
+from engine.playback.mix import MixState, audible, matching_preset
 
 log = logging.getLogger(__name__)
 
-TICK_MS = 30
-SEEK_STEP_SECONDS = 5.0
 AUDIO_FILTER = "Audio (*.wav *.flac *.mp3 *.ogg *.opus *.aiff *.aif *.m4a *.aac);;All files (*)"
+#: Display ticks between two refreshes of the underrun count (about a second).
+UNDERRUN_TICKS = 33
+SILENT_STATES = ("device-lost", "no-output")
 
 
-class MainWindow(SeparationView, QMainWindow):
+class MainWindow(QMainWindow):
     """Shotoku's window. ``use_audio_device=False`` plays silently (tests); ``show_test_models`` lists test cards."""
 
     def __init__(self, settings: AppSettings, use_audio_device: bool = True, show_test_models: bool = False) -> None:
         super().__init__()
-        self.settings = settings
-        self.show_test_models = show_test_models
+        self.controller = AppController(settings, use_audio_device, show_test_models, parent=self)
         self.setWindowTitle("Shotoku")
         icon = resources_dir() / "icons" / "shotoku.svg"
         if icon.is_file():
             self.setWindowIcon(QIcon(str(icon)))
         self.resize(1400, 900)
         self.setAcceptDrops(True)
-        self.host = WorkerHost(self)
-        self.device = settings.device()
-        output, self._audio_note = audio_menu.startup_output(settings) if use_audio_device else (None, "")
-        self.playback = PlaybackSession(device=output, latency=settings.audio_latency(), open_output=use_audio_device,
-                                        compute_device=self._compute_device())
-        if not use_audio_device:
-            self.playback.play_silently()
-        self.poller = SessionPoller(self.playback, self.host, self)
-        self.song: Song | None = None
-        self.grid: SpectrogramGrid | None = None
-        self.load_worker: LoadWorker | None = None
-        self.model_name: str | None = None
-        self.choices: list[ModelChoice] = []
-        self._pending_session: Session | None = None
         self.last_error: str | None = None
         self.error_box: QMessageBox | None = None
         self.export_dialog: ExportDialog | None = None
@@ -94,28 +65,18 @@ class MainWindow(SeparationView, QMainWindow):
                                     | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.mixer_dock)
         self._build_status_bar()
-        actions.build(self)
-
-        self.poller.separation_started.connect(self._on_separation_started)
-        self.poller.columns_ready.connect(self._on_columns_ready)
-        self.poller.progress.connect(self._on_separation_progress)
-        self.poller.separated.connect(self._on_separated)
-        self.poller.failed.connect(self._on_separation_failed)
-        self.poller.output_changed.connect(self._on_output_changed)
-        self.spectrograms.seek_requested.connect(self.seek)
-        self.spectrograms.loop_changed.connect(self._on_loop_changed)
-        self.mixer.mix_changed.connect(self._on_mix_changed)
-        self._on_mix_changed(self.mixer.state())
-        self.refresh_models()
-        self.timer = QTimer(self)
-        self.timer.setInterval(TICK_MS)
-        self.timer.timeout.connect(self._tick)
-        self.timer.start()
+        intents = actions.ViewIntents(open_song=self.open_dialog, open_session=self.open_session_dialog,
+                                      save_session=self.save_session_dialog, export=self.open_export_dialog,
+                                      apply_preset=self.apply_preset, quit=self.close)
+        self.ui = actions.build(self, self.controller, intents, self.spectrograms, self.mixer, self.mixer_dock)
+        self._connect()
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        self.controller.start()
+        self._on_mix_changed(self.controller.mix)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -127,35 +88,35 @@ class MainWindow(SeparationView, QMainWindow):
         self.progress.setFormat("%p%")
         self.progress.hide()
         self.audio_label = QLabel()
-        self._on_output_changed(self.playback.state.value, self.playback.message)
-        try:
-            self.device_label.setText(f"Device: {describe_device(select_device(self.device))}")
-        except ShotokuError as err:
-            self.device_label.setText("Device: unavailable")
-            self.device_label.setToolTip(str(err))
         for widget in (self.model_label, self.device_label, self.progress, self.audio_label):
             bar.addPermanentWidget(widget)
-        if self._audio_note:
-            bar.showMessage(self._audio_note, 20000)
 
-    @Slot(str, str)
-    def _on_output_changed(self, state: str, message: str) -> None:
-        """Short text in the status bar, the full reason in its tooltip; amber when nothing can be heard."""
-        if state == "device-lost":
-            text = f"Audio output lost: {audio_menu.MENU_PATH}"
-        elif state == "no-output":
-            text = "No audio output (playing silently)"
-        else:
-            device = self.playback.output.device
-            text = f"Audio: {device.name if device is not None else 'default output'}"
-        self.audio_label.setText(text)
-        self.audio_label.setToolTip(message or text)
-        self.audio_label.setStyleSheet("color: #ffcc66;" if state in ("device-lost", "no-output") else "")
+    def _connect(self) -> None:
+        c = self.controller
+        c.song_loading.connect(self.statusBar().showMessage)
+        c.song_opened.connect(self._on_song_opened)
+        c.song_failed.connect(lambda message: self.show_error("Cannot open the song", message))
+        c.models_changed.connect(self._on_models_changed)
+        c.model_changed.connect(self._on_model_changed)
+        c.device_changed.connect(self._on_device_changed)
+        c.separation_started.connect(self._on_separation_started)
+        c.separation_progress.connect(self._on_separation_progress)
+        c.columns_ready.connect(self._on_columns_ready)
+        c.separation_finished.connect(self._on_separated)
+        c.separation_failed.connect(self._on_separation_failed)
+        c.separation_unavailable.connect(self._on_unseparated)
+        c.output_changed.connect(self._on_output_changed)
+        c.mix_changed.connect(self._on_mix_changed)
+        c.loop_changed.connect(self._on_loop_changed)
+        c.position_changed.connect(self.spectrograms.set_playhead)
+        c.ticked.connect(self._on_tick)
+        c.error.connect(self.show_error)
+        c.status.connect(self.statusBar().showMessage)
+        self.spectrograms.seek_requested.connect(c.seek)
+        self.spectrograms.loop_changed.connect(c.set_loop)
+        self.mixer.mix_changed.connect(c.apply_mix)
 
-    def _compute_device(self) -> str | None:
-        return None if self.device == "auto" else self.device
-
-    # -- errors ----------------------------------------------------------------------------------------------------
+    # -- what the controller reports -------------------------------------------------------------------------------
     def show_error(self, title: str, message: str) -> None:
         """A readable, non-blocking error dialog (and the status bar) — the window stays usable."""
         self.last_error = message
@@ -165,271 +126,168 @@ class MainWindow(SeparationView, QMainWindow):
         self.error_box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
         self.error_box.open()
 
-    # -- opening ---------------------------------------------------------------------------------------------------
-    def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a song", self.settings.last_folder(),
-                                              AUDIO_FILTER + f";;Sessions (*{SESSION_SUFFIX})")
-        if path:
-            self.open_path(path)
-
-    def open_demo(self) -> None:
-        path = demo_song()
-        if path.is_file():
-            self.open_file(path)
+    @Slot(str, str)
+    def _on_output_changed(self, state: str, message: str) -> None:
+        """Short text in the status bar, the full reason in its tooltip; amber when nothing can be heard."""
+        if state == "device-lost":
+            text = f"Audio output lost: {MENU_PATH}"
+        elif state == "no-output":
+            text = "No audio output (playing silently)"
         else:
-            self.show_error("Demo song missing", f"{path}: the demo song is not installed")
-
-    def open_path(self, path: str | Path) -> None:
-        """Open a song or a ``.shotoku`` session."""
-        if str(path).endswith(SESSION_SUFFIX):
-            self.open_session(path)
-        else:
-            self.open_file(path)
-
-    def open_file(self, path: str | Path) -> None:
-        """Start loading a song in the background (the current one keeps playing until it is ready)."""
-        if self.load_worker is not None:
-            self.load_worker.cancel()
-        worker = LoadWorker(path)
-        worker.progress.connect(self._on_load_progress)
-        worker.succeeded.connect(self._on_loaded)
-        worker.failed.connect(self._on_load_failed)
-        worker.done.connect(self._load_finished)
-        self.load_worker = worker
-        self.host.start(worker)
-
-    @Slot(float, str)
-    def _on_load_progress(self, _fraction: float, text: str) -> None:
-        if self.sender() is self.load_worker:
-            self.statusBar().showMessage(text)
-
-    @Slot()
-    def _load_finished(self) -> None:
-        if self.sender() is self.load_worker:
-            self.load_worker = None
-
-    @Slot(str)
-    def _on_load_failed(self, message: str) -> None:
-        if self.sender() is not self.load_worker:
-            return
-        self._pending_session = None
-        self.show_error("Cannot open the song", message)
+            device = self.controller.output_device
+            text = f"Audio: {device.name if device is not None else 'default output'}"
+        self.audio_label.setText(text)
+        self.audio_label.setToolTip(message or text)
+        self.audio_label.setStyleSheet("color: #ffcc66;" if state in SILENT_STATES else "")
 
     @Slot(object)
-    def _on_loaded(self, result: LoadResult) -> None:
-        if self.sender() is not self.load_worker:
-            return  # a newer open replaced this one
-        song = result.song
-        self.song, self.grid = song, result.grid
-        session, self._pending_session = self._pending_session, None
-        if session is not None:
-            self.device = session.device or self.device
-            self.playback.compute_device = self._compute_device()
-        self.refresh_models(session.model if session else None)
-        self.poller.set_grid(result.grid)
-        try:
-            self.playback.open(Audio(song.mixture, song.samplerate), model=self.model_name, play=False,
-                               references=song.references, separate=self.model_name is not None)
-        except ShotokuError as err:
-            self.show_error("Cannot separate", str(err))
-            self.playback.open(Audio(song.mixture, song.samplerate), play=False, separate=False)
-        self.spectrograms.set_grid(result.grid)
-        self.spectrograms.set_columns("mixture", 0, result.mixture_db)
+    def _on_song_opened(self, opened: OpenedSong) -> None:
+        song = opened.song
+        self.spectrograms.set_grid(opened.grid)
+        self.spectrograms.set_columns("mixture", 0, opened.mixture_db)
         self.spectrograms.set_playhead(0.0)
         self.setWindowTitle(f"{song.title} — Shotoku")
-        self.settings.add_recent_file(song.path)
-        actions.refresh_recent(self)
+        actions.refresh_recent(self.ui.recent_menu, self.controller.settings.recent_files(),
+                               self.controller.open_file)
         notes = f" ({'; '.join(song.notes)})" if song.notes else ""
         self.statusBar().showMessage(f"Opened {song.path.name}, {format_time(song.duration_seconds)}{notes}", 8000)
-        if session is not None:
-            self.mixer.set_state(session.mix)
-        self._on_mix_changed(self.mixer.state())
-        self._show_separation_state()
-        if session is not None:
-            self.seek(session.position_seconds)
-            if session.loop_seconds:
-                self.spectrograms.set_loop(*session.loop_seconds)
-                self._on_loop_changed(*session.loop_seconds)
 
-    # -- models and separation -------------------------------------------------------------------------------------
-    def refresh_models(self, preferred: str | None = None) -> None:
-        """Re-list the registry for the open song and pick the model to use."""
-        has_refs = bool(self.song is not None and self.song.references)
-        self.choices = model_choices(has_refs, include_test=self.show_test_models)
-        self.model_name = pick_model(self.choices, preferred or self.model_name or self.settings.model_name())
-        fill_combo(self.model_combo, self.choices, self.model_name, has_song=self.song is not None)
-        self.model_label.setText(f"Model: {self.model_name or 'none'}")
-        if not has_trained_model(self.choices) and self.model_name is None:
+    @Slot(object, object)
+    def _on_models_changed(self, choices: list[ModelChoice], current: str | None) -> None:
+        fill_combo(self.ui.model_combo, choices, current, has_song=self.controller.song is not None)
+        self.model_label.setText(f"Model: {current or 'none'}")
+        if not has_trained_model(choices) and current is None:
             self.model_label.setToolTip(NO_TRAINED_MODEL)
 
-    def set_model(self, name: str) -> None:
-        """Switch model: the song re-separates in the background while playback continues."""
-        if name == self.model_name:
-            return
-        self.model_name = name
-        self.settings.set_model_name(name)
-        index = self.model_combo.findData(name, Qt.ItemDataRole.UserRole)
-        if index >= 0 and self.model_combo.currentIndex() != index:
-            self.model_combo.blockSignals(True)
-            self.model_combo.setCurrentIndex(index)
-            self.model_combo.blockSignals(False)
+    @Slot(str)
+    def _on_model_changed(self, name: str) -> None:
+        combo = self.ui.model_combo
+        index = combo.findData(name, Qt.ItemDataRole.UserRole)
+        if index >= 0 and combo.currentIndex() != index:
+            combo.blockSignals(True)
+            combo.setCurrentIndex(index)
+            combo.blockSignals(False)
         self.model_label.setText(f"Model: {name}")
-        if self.song is not None:
-            try:
-                self.playback.change_model(name)
-            except ShotokuError as err:
-                self.show_error("Cannot separate", str(err))
-            self._show_separation_state()
 
-    def set_device(self, device: str) -> None:
-        """Run separation on ``device`` ("auto", "cpu", "cuda:0", ...): re-separates while playback continues."""
-        if device == self.device:
-            return
-        self.device = device
-        self.settings.set_device(device)
-        try:
-            self.device_label.setText(f"Device: {describe_device(select_device(self._compute_device()))}")
-        except ShotokuError as err:
-            self.device_label.setText("Device: unavailable")
-            self.device_label.setToolTip(str(err))
-            self.show_error("Device unavailable", str(err))
-        try:
-            self.playback.set_compute_device(self._compute_device())
-        except ShotokuError as err:
-            self.show_error("Cannot separate", str(err))
+    @Slot(str, str, str)
+    def _on_device_changed(self, device: str, description: str, reason: str) -> None:
+        combo = self.ui.device_combo
+        if combo.currentData() != device and combo.findData(device) >= 0:
+            combo.blockSignals(True)
+            combo.setCurrentIndex(combo.findData(device))
+            combo.blockSignals(False)
+        self.device_label.setText(f"Device: {description}" if description else "Device: unavailable")
+        self.device_label.setToolTip(reason)
 
-    # -- transport and mix -----------------------------------------------------------------------------------------
-    def toggle_play(self) -> None:
-        if self.playback.playing:
-            self.playback.pause()
-        else:
-            self.playback.play()
-
-    def seek(self, seconds: float) -> None:
-        if self.song is None:
-            return
-        seconds = min(max(0.0, seconds), self.song.duration_seconds)
-        self.playback.seek(seconds)
-        self.spectrograms.set_playhead(seconds)
-
-    def seek_by(self, delta: float) -> None:
-        self.seek(self.playback.position_seconds + delta)
-
-    def _on_loop_changed(self, start: float, stop: float) -> None:
-        try:
-            if stop - start < 0.05:
-                self.spectrograms.set_loop(None, None)
-                self.playback.set_loop(None, None)
-            else:
-                self.playback.set_loop(start, stop)
-                self.statusBar().showMessage(f"Loop {format_time(start)} – {format_time(stop)}", 4000)
-        except ValueError as err:
-            self.statusBar().showMessage(f"Loop not set: {err}", 4000)
-
-    def clear_loop(self) -> None:
-        self.spectrograms.set_loop(None, None)
-        self.playback.set_loop(None, None)
-
+    @Slot(object)
     def _on_mix_changed(self, state: MixState) -> None:
-        push_mix(self.playback, state)
+        if self.mixer.state() != state:  # a session's mix, or a preset: show it (the panel's own edits are shown)
+            self.mixer.set_state(state, emit=False)
         for name, heard in audible(state).items():  # silenced stems fade back in the spectrogram view
-            self.spectrograms.lanes[name].image.setOpacity(1.0 if heard else 0.3)
-        preset = matching_preset(state)
-        self.preset_label.setText(f"Mix: {preset or 'custom'}")
+            if name in self.spectrograms.lanes:
+                self.spectrograms.lanes[name].image.setOpacity(1.0 if heard else 0.3)
+        self.ui.preset_label.setText(f"Mix: {matching_preset(state) or 'custom'}")
 
+    @Slot(object)
+    def _on_loop_changed(self, loop: tuple[float, float] | None) -> None:
+        self.spectrograms.set_loop(*(loop or (None, None)))
+
+    # -- separation ------------------------------------------------------------------------------------------------
+    @Slot(str)
+    def _on_unseparated(self, status: str) -> None:
+        self.spectrograms.clear_stems()
+        self.spectrograms.set_separated_until(0.0, "not separated: no trained model installed")
+        self.statusBar().showMessage(status, 20000)
+        self.progress.hide()
+
+    @Slot(str)
+    def _on_separation_started(self, model: str) -> None:
+        self.spectrograms.clear_stems()
+        self.spectrograms.set_separated_until(0.0, "separating…")
+        self.model_label.setText(f"Model: {model}")
+        self.progress.setValue(0)
+        self.progress.setFormat(f"Separating with {model} %p%")
+        self.progress.show()
+
+    @Slot(str)
+    def _on_separation_failed(self, message: str) -> None:
+        self.progress.hide()
+        self.spectrograms.set_unseparated(self.controller.unseparated_spans(), "not separated")
+        self.show_error("Separation failed", message)
+
+    @Slot(int, object)
+    def _on_columns_ready(self, first_frame: int, columns: dict) -> None:
+        for name, cols in columns.items():
+            self.spectrograms.set_columns(name, first_frame, cols)
+
+    @Slot(float)
+    def _on_separation_progress(self, fraction: float) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.spectrograms.set_unseparated(self.controller.unseparated_spans())
+
+    @Slot(str)
+    def _on_separated(self, model: str) -> None:
+        self.progress.hide()
+        self.spectrograms.set_unseparated(self.controller.unseparated_spans())
+        self.statusBar().showMessage(f"Separated with {model}", 5000)
+
+    @Slot()
+    def _on_tick(self) -> None:
+        """The controller's display timer: playhead, time, play button and meters."""
+        self._ticks += 1
+        playback = self.controller.playback
+        if self._ticks % UNDERRUN_TICKS == 0 and playback.underruns:
+            self.audio_label.setToolTip(f"{playback.message or 'audio output'} · {playback.underruns} underruns")
+        song = self.controller.song
+        if song is None:
+            return
+        position = playback.position_seconds
+        playing = playback.playing
+        self.spectrograms.set_playhead(position, follow=playing and self.ui.follow_action.isChecked())
+        self.ui.time_label.setText(f"{format_time(position)} / {format_time(song.duration_seconds)}")
+        if playing != self._shown_playing:
+            self._shown_playing = playing
+            self.ui.show_playing(playing)
+        self.mixer.set_levels(playback.levels, playback.output_level)
+
+    # -- what the musician asks for (dialogs and the mixer panel are the window's) ---------------------------------
     def apply_preset(self, name: str, target: str | None = None) -> None:
         try:
             self.mixer.apply_preset(name, target)
         except ValueError as err:
             self.show_error("Preset", str(err))
 
-    def _tick(self) -> None:
-        self._ticks += 1
-        self.poller.poll()
-        if self._ticks % 33 == 0 and self.playback.underruns:  # about once a second
-            self.audio_label.setToolTip(f"{self.playback.message or 'audio output'} · "
-                                        f"{self.playback.underruns} underruns")
-        if self.song is None:
-            return
-        position = self.playback.position_seconds
-        playing = self.playback.playing
-        self.spectrograms.set_playhead(position, follow=playing and self.follow_action.isChecked())
-        self.time_label.setText(f"{format_time(position)} / {format_time(self.song.duration_seconds)}")
-        if playing != self._shown_playing:
-            self._shown_playing = playing
-            self.play_action.setText("Pause" if playing else "Play")
-            self.play_action.setIcon(self.pause_icon if playing else self.play_icon)
-        self.mixer.set_levels(self.playback.levels, self.playback.output_level)
-
-    # -- sessions and export ---------------------------------------------------------------------------------------
-    def current_session(self) -> Session | None:
-        if self.song is None:
-            return None
-        return Session(self.song.path, self.model_name, self.device, self.mixer.state(),
-                       self.playback.position_seconds, self.spectrograms.loop_region())
-
-    def save_session_dialog(self) -> None:
-        session = self.current_session()
-        if session is None:
-            self.show_error("Nothing to save", "open a song first")
-            return
-        default = str(Path(self.settings.last_folder()) / f"{self.song.export_name}{SESSION_SUFFIX}")
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", default, f"Shotoku session (*{SESSION_SUFFIX})")
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a song", self.controller.settings.last_folder(),
+                                              AUDIO_FILTER + f";;Sessions (*{SESSION_SUFFIX})")
         if path:
-            self.save_session_to(path)
-
-    def save_session_to(self, path: str | Path) -> Path | None:
-        session = self.current_session()
-        if session is None:
-            return None
-        try:
-            written = save_session(path, session)
-        except ShotokuError as err:
-            self.show_error("Cannot save the session", str(err))
-            return None
-        self.statusBar().showMessage(f"Saved session {written}", 5000)
-        return written
+            self.controller.open_path(path)
 
     def open_session_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", self.settings.last_folder(),
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", self.controller.settings.last_folder(),
                                               f"Shotoku session (*{SESSION_SUFFIX})")
         if path:
-            self.open_session(path)
+            self.controller.open_session(path)
 
-    def open_session(self, path: str | Path) -> None:
-        try:
-            session = load_session(path, STEM_NAMES)
-        except ShotokuError as err:
-            self.show_error("Cannot open the session", str(err))
+    def save_session_dialog(self) -> None:
+        song = self.controller.song
+        if song is None:
+            self.show_error("Nothing to save", "open a song first")
             return
-        self._pending_session = session
-        self.open_file(session.song)
+        default = str(Path(self.controller.settings.last_folder()) / f"{song.export_name}{SESSION_SUFFIX}")
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", default, f"Shotoku session (*{SESSION_SUFFIX})")
+        if path:
+            self.controller.save_session_to(path)
 
     def open_export_dialog(self) -> ExportDialog | None:
-        if self.song is None or self.stems is None:
-            self.show_error("Nothing to export", "open a song first")
+        source = self.controller.export_source()
+        if source is None:
             return None
-        if not self.separation_done:
-            self.show_error("Not separated yet", "export is possible once the separation has finished "
-                            f"({'no trained model is installed' if self.model_name is None else 'still running'})")
-            return None
-        gains, master = self.playback.mix_gains()
-        dialog = ExportDialog(self.host, self.song.export_name, self.stems, list(self.playback.stems),
-                              self.playback.model_samplerate, gains, master, self._export_folder(), self)
+        dialog = ExportDialog(self.controller.host, source.song_name, source.stems, source.stem_names,
+                              source.samplerate, source.gains, source.master, source.folder, self)
         self.export_dialog = dialog
         dialog.show()
         return dialog
-
-    def _export_folder(self) -> str:
-        """The song's folder if it is writable (not for the bundled demo), else the last folder used."""
-        assert self.song is not None
-        folder = self.song.path.parent
-        if os.access(folder, os.W_OK) and folder.resolve() != demo_song().parent.resolve():
-            return str(folder)
-        return self.settings.last_folder() if Path(self.settings.last_folder()) != folder else str(Path.home())
-
-    def device_choices(self) -> list[tuple[str, str]]:
-        return [("auto", "Auto (GPU if any)"), *available_devices()]
 
     # -- window events ---------------------------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
@@ -439,21 +297,19 @@ class MainWindow(SeparationView, QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if files:
-            self.open_path(files[0])
+            self.controller.open_path(files[0])
             event.acceptProposedAction()
 
     def shutdown(self) -> bool:
-        """Stop the timer, cancel and join every worker thread, close the audio output. True if all stopped."""
-        self.timer.stop()
+        """Close the export dialog, then the controller (timer, worker threads, audio output). True if all stopped."""
         if self.export_dialog is not None:
             self.export_dialog.close()
-        clean = self.host.shutdown()
-        self.playback.close()
-        return clean
+        return self.controller.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        self.settings.save_window(QByteArray(self.saveGeometry()), QByteArray(self.saveState()))
-        self.settings.set_log_frequency(self.spectrograms.log_frequency)
-        self.settings.sync()
+        settings = self.controller.settings
+        settings.save_window(QByteArray(self.saveGeometry()), QByteArray(self.saveState()))
+        settings.set_log_frequency(self.spectrograms.log_frequency)
+        settings.sync()
         self.shutdown()
         event.accept()

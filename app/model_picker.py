@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import ShotokuError
-from engine.separation.registry import ModelCard, list_cards
+from engine.models.catalogue import ModelCard, list_cards
 
 NO_TRAINED_MODEL = (
     "No trained separation model is installed yet: Shotoku plays the original mix. The oracle models (irm, ibm) "

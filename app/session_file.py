@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.presets import MixState
+from engine.atomic import atomic_write_json
 from engine.errors import ShotokuError
+from engine.playback.mix import MixState
 
 SESSION_SUFFIX = ".shotoku"
 SESSION_FORMAT = "shotoku-session"
@@ -58,10 +58,7 @@ def save_session(path: str | Path, session: Session) -> Path:
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, path)
+        atomic_write_json(path, data)
     except OSError as err:
         raise SessionError(path, f"cannot write session: {err.strerror or err}") from None
     return path

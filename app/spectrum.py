@@ -46,6 +46,13 @@ class SpectrogramGrid:
         return max(0, min(self.n_frames, (n_done - self.n_fft // 2) // self.hop_length + 1))
 
 
+def format_time(seconds: float) -> str:
+    """``"1:05"`` or ``"1:05.3"`` style labels (the time axis, the transport, the status line)."""
+    seconds = max(0.0, seconds)
+    minutes, rest = divmod(seconds, 60.0)
+    return f"{int(minutes)}:{rest:04.1f}" if rest % 1 else f"{int(minutes)}:{int(rest):02d}"
+
+
 def grid_for(n_samples: int, samplerate: int, max_frames: int = 3000, n_fft: int = 2048) -> SpectrogramGrid:
     """A grid for a song of ``n_samples``: hop at least ``n_fft // 4``, at most ``max_frames`` frames."""
     hop = max(n_fft // 4, math.ceil(max(1, n_samples) / max(1, max_frames - 1)))
@@ -94,18 +101,6 @@ def log_rows(grid: SpectrogramGrid, n_rows: int = 384) -> tuple[np.ndarray, floa
     freqs = 10.0 ** np.linspace(bottom, top, n_rows)
     bins = np.clip(np.round(freqs / nyquist * (grid.n_bins - 1)).astype(np.int64), 0, grid.n_bins - 1)
     return bins, bottom, top
-
-
-def magma_lut() -> np.ndarray:
-    """A 256-entry uint8 RGB colour map from black through purple and orange to pale yellow."""
-    stops = np.array([
-        [0.00, 0, 0, 4], [0.13, 28, 16, 68], [0.25, 79, 18, 123], [0.38, 129, 37, 129],
-        [0.50, 181, 54, 122], [0.63, 229, 80, 100], [0.75, 251, 135, 97], [0.88, 254, 194, 135],
-        [1.00, 252, 253, 191],
-    ], dtype=np.float64)
-    x = np.linspace(0.0, 1.0, 256)
-    lut = np.stack([np.interp(x, stops[:, 0], stops[:, k]) for k in (1, 2, 3)], axis=1)
-    return np.ascontiguousarray(np.round(lut).astype(np.uint8))
 
 
 def frame_span(grid: SpectrogramGrid, first: int, stop: int) -> tuple[int, int]:

@@ -40,6 +40,9 @@ export SHOTOKU_CACHE=$TMP/cache SHOTOKU_CONFIG=$TMP/config   # never touch the b
 step "bundled PortAudio"
 ls "$ROOT"/dist/shotoku/_internal/libportaudio.so* || fail "libportaudio.so.2 is not in the bundle"
 
+step "bundled colour map (the spectrogram lanes use pyqtgraph's magma)"
+ls "$ROOT"/dist/shotoku/_internal/pyqtgraph/colors/maps/magma.csv || fail "pyqtgraph's magma.csv is not in the bundle"
+
 step "shotoku --version"
 TIMEFORMAT='start-up and exit: %R s'
 time "$APP" --version || fail "--version"

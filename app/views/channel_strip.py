@@ -9,8 +9,8 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import QDial, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
-from app.presets import MAX_DB, MIN_DB, StripState, format_db
 from app.theme import STEM_COLORS
+from engine.playback.mix import MAX_DB, MIN_DB, StripState, format_db
 
 #: The fader moves in half-dB steps; its lowest position is -inf.
 FADER_STEPS_PER_DB = 2

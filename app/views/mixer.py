@@ -5,8 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QWidget
 
-from app.presets import MixState, StripState, apply_preset, audible
 from app.views.channel_strip import ChannelStrip
+from engine.playback.mix import MixState, StripState, apply_preset, audible
 
 
 class MixerPanel(QWidget):

@@ -1,7 +1,8 @@
 """Spectrogram lanes (pyqtgraph): the mixture and each stem, stacked, sharing one time axis.
 
-Each lane keeps its dB columns ``(n_bins, n_frames)`` and shows them through an ``ImageItem`` (row-major float32,
-explicit levels, a 256-entry colour map, ``setRect`` to seconds and Hz). Regions not separated yet are hatched and
+Each lane keeps its dB columns ``(n_bins, n_frames)`` and shows them through a
+:class:`~app.views.lane_image.ColumnImage` (explicit levels, pyqtgraph's 256-entry magma map, a rectangle in
+seconds and Hz) into which only the columns that changed are coloured. Regions not separated yet are hatched and
 fill in as the separation worker proceeds. Left click seeks, left drag sets a loop region, the wheel zooms in time,
 right or middle drag scrolls.
 """
@@ -17,18 +18,13 @@ from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
 
 from app import spectrum
+from app.spectrum import format_time
 from app.theme import STEM_COLORS
+from app.views.lane_image import ColumnImage
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 LINEAR_ROW_STEP = 2  # linear view shows every other bin (1025 -> 513 rows)
-
-
-def format_time(seconds: float) -> str:
-    """``"1:05"`` or ``"1:05.3"`` style labels for the time axis."""
-    seconds = max(0.0, seconds)
-    minutes, rest = divmod(seconds, 60.0)
-    return f"{int(minutes)}:{rest:04.1f}" if rest % 1 else f"{int(minutes)}:{int(rest):02d}"
 
 
 class TimeAxis(pg.AxisItem):
@@ -109,8 +105,7 @@ class SpectrogramLane:
         self.plot.getAxis("bottom").setStyle(showValues=bottom_axis)
         if not bottom_axis:
             self.plot.getAxis("bottom").setHeight(2)
-        self.image = pg.ImageItem()
-        self.image.setLookupTable(spectrum.magma_lut())
+        self.image = ColumnImage((spectrum.DB_FLOOR, spectrum.DB_CEILING))
         self.plot.addItem(self.image)
         self.hatch = QGraphicsPathItem()
         self.hatch.setBrush(QBrush(QColor(170, 170, 200, 150), Qt.BrushStyle.BDiagPattern))
@@ -181,6 +176,8 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
         self._unseparated: list[tuple[float, float]] | None = None
         self._hatch_text = ""
         self._syncing = False
+        self._row_key: tuple[spectrum.SpectrogramGrid, bool] | None = None
+        self._row_index = np.zeros(0, dtype=np.intp)
 
     # -- data ------------------------------------------------------------------------------------------------------
     def set_grid(self, grid: spectrum.SpectrogramGrid) -> None:
@@ -194,13 +191,15 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
         self.zoom_to_fit()
 
     def set_columns(self, name: str, first: int, columns: np.ndarray) -> None:
-        """Write dB columns ``(n_bins, n)`` of lane ``name`` starting at frame ``first`` and redraw it."""
+        """Write dB columns ``(n_bins, n)`` of lane ``name`` starting at frame ``first``; only they are redrawn."""
         lane = self.lanes.get(name)
         if lane is None or lane.data is None or columns.shape[1] == 0:
             return
         stop = min(lane.data.shape[1], first + columns.shape[1])
+        if stop <= first:
+            return
         lane.data[:, first:stop] = columns[:, : stop - first]
-        self._redraw(lane)
+        self._upload(lane, first, stop)
 
     def clear_stems(self) -> None:
         """Blank the stem lanes (before a new separation)."""
@@ -208,7 +207,7 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
             lane = self.lanes[name]
             if lane.data is not None:
                 lane.data.fill(spectrum.DB_FLOOR)
-                self._redraw(lane)
+                lane.image.fill(spectrum.DB_FLOOR)
         self.set_separated_until(0.0)
 
     def set_separated_until(self, seconds: float, text: str | None = None) -> None:
@@ -235,19 +234,29 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
             return bottom, top
         return 0.0, self.grid.samplerate / 2.0
 
+    def _rows(self) -> np.ndarray:
+        """The bins shown, bottom row first: log-spaced rows, or every :data:`LINEAR_ROW_STEP`-th bin."""
+        assert self.grid is not None
+        key = (self.grid, self.log_frequency)
+        if self._row_key != key:
+            self._row_key = key
+            self._row_index = (spectrum.log_rows(self.grid)[0] if self.log_frequency
+                               else np.arange(0, self.grid.n_bins, LINEAR_ROW_STEP))
+        return self._row_index
+
+    def _upload(self, lane: SpectrogramLane, first: int, stop: int) -> None:
+        """Colour frames ``[first, stop)`` of the lane's dB columns into its image."""
+        if lane.data is not None and self.grid is not None:
+            lane.image.write_columns(first, lane.data[self._rows(), first:stop])
+
     def _redraw(self, lane: SpectrogramLane) -> None:
+        """A new image for the lane (new song or row layout): every column, and its rectangle."""
         if lane.data is None or self.grid is None:
             return
-        if self.log_frequency:
-            rows, _, _ = spectrum.log_rows(self.grid)
-            image = lane.data[rows]
-        else:
-            image = lane.data[::LINEAR_ROW_STEP]
-        image = np.ascontiguousarray(image, dtype=np.float32)
-        lane.image.setImage(image, autoLevels=False, levels=(spectrum.DB_FLOOR, spectrum.DB_CEILING),
-                            autoDownsample=True)
+        lane.image.allocate(len(self._rows()), lane.data.shape[1])
+        self._upload(lane, 0, lane.data.shape[1])
         bottom, top = self._y_range()
-        lane.image.setRect(QRectF(0.0, bottom, self.grid.duration_seconds, top - bottom))
+        lane.image.set_rect(QRectF(0.0, bottom, self.grid.duration_seconds, top - bottom))
 
     def _apply_axes(self) -> None:
         if self.grid is None:

@@ -63,8 +63,9 @@ def make_window(qtbot, settings):
 
 
 def wait_loaded(qtbot, window, timeout: int = 20000) -> None:
-    qtbot.waitUntil(lambda: window.song is not None and window.load_worker is None, timeout=timeout)
+    controller = window.controller
+    qtbot.waitUntil(lambda: controller.song is not None and not controller.loading, timeout=timeout)
 
 
 def wait_separated(qtbot, window, timeout: int = 60000) -> None:
-    qtbot.waitUntil(lambda: window.separation_done, timeout=timeout)
+    qtbot.waitUntil(lambda: window.controller.separation_done, timeout=timeout)

@@ -30,12 +30,12 @@ def long_song(tmp_path: Path) -> Path:
 
 def device_entries(window) -> dict[str, object]:
     """The Output device submenu as the musician sees it when opening it: ``{text: QAction}``."""
-    window.audio_menu.devices.aboutToShow.emit()
-    return {a.text(): a for a in window.audio_menu.devices.actions() if not a.isSeparator()}
+    window.ui.audio_menu.devices.aboutToShow.emit()
+    return {a.text(): a for a in window.ui.audio_menu.devices.actions() if not a.isSeparator()}
 
 
 def wait_idle(qtbot, window, timeout: int = 30000) -> None:
-    qtbot.waitUntil(lambda: not window.audio_menu.busy, timeout=timeout)
+    qtbot.waitUntil(lambda: not window.controller.output_busy, timeout=timeout)
 
 
 @pytest.mark.jack
@@ -46,52 +46,54 @@ def test_choose_the_jack_output_switch_latency_and_reconnect(jack, qtbot, make_w
     settings.set_audio_output("Gone USB DAC")
     window = make_window("identity", use_audio_device=True)
     assert "“Gone USB DAC” not found: using the system default" in window.statusBar().currentMessage()
-    assert window.playback.device_spec is None and window.playback.state.value != "no-output"
-    window.open_file(long_song)
+    assert window.controller.playback.device_spec is None and window.controller.playback.state.value != "no-output"
+    window.controller.open_file(long_song)
     wait_loaded(qtbot, window, timeout=60000)
-    window.toggle_play()
+    window.controller.toggle_play()
 
     entries = device_entries(window)
     assert JACK_LABEL in entries, list(entries)
     assert entries["System default"].isChecked() and not entries[JACK_LABEL].isChecked()
     entries[JACK_LABEL].trigger()
-    assert window.audio_menu.busy and not window.audio_menu.reconnect_action.isEnabled()
+    assert window.controller.output_busy and not window.ui.audio_menu.reconnect_action.isEnabled()
     wait_idle(qtbot, window)
-    assert window.playback.state.value in ("playing", "paused"), window.playback.message
-    assert window.playback.output.device.name == "system"
+    assert window.controller.playback.state.value in ("playing", "paused"), window.controller.playback.message
+    assert window.controller.playback.output.device.name == "system"
     assert settings.audio_output() == "system"
     assert window.audio_label.text() == "Audio: system" and window.audio_label.styleSheet() == ""
     assert device_entries(window)[JACK_LABEL].isChecked()
-    callbacks = window.playback.output.callbacks
-    qtbot.waitUntil(lambda: window.playback.output.callbacks > callbacks + 20, timeout=10000)
+    callbacks = window.controller.playback.output.callbacks
+    qtbot.waitUntil(lambda: window.controller.playback.output.callbacks > callbacks + 20, timeout=10000)
 
-    assert window.playback.output.blocksize == 1024 and window.audio_menu.latency_actions["robust"].isChecked()
-    window.audio_menu.latency_actions["low"].trigger()
+    assert window.controller.playback.output.blocksize == 1024
+    assert window.ui.audio_menu.latency_actions["robust"].isChecked()
+    window.ui.audio_menu.latency_actions["low"].trigger()
     wait_idle(qtbot, window)
-    assert window.playback.output.blocksize == 256 and window.playback.latency == "low"
+    assert window.controller.playback.output.blocksize == 256 and window.controller.playback.latency == "low"
     assert settings.audio_latency() == "low"
-    assert window.playback.output.device.name == "system", "the chosen device is kept"
-    callbacks = window.playback.output.callbacks
-    qtbot.waitUntil(lambda: window.playback.output.callbacks > callbacks + 20, timeout=10000)
-    qtbot.waitUntil(lambda: window.playback.position_seconds > 1.0, timeout=20000)
+    assert window.controller.playback.output.device.name == "system", "the chosen device is kept"
+    callbacks = window.controller.playback.output.callbacks
+    qtbot.waitUntil(lambda: window.controller.playback.output.callbacks > callbacks + 20, timeout=10000)
+    qtbot.waitUntil(lambda: window.controller.playback.position_seconds > 1.0, timeout=20000)
 
     # The stream stops under us, as when a device is unplugged (PortAudio survives this, unlike a dying JACK
     # server: see the test below).
-    window.playback.output._stream.abort()
+    window.controller.playback.output._stream.abort()
     qtbot.waitUntil(lambda: window.audio_label.text() == LOST_TEXT, timeout=10000)
     assert window.audio_label.styleSheet() == AMBER
-    lost_at = window.playback.position_seconds
+    lost_at = window.controller.playback.position_seconds
     ticks = window._ticks
     qtbot.waitUntil(lambda: window._ticks > ticks + 10, timeout=5000)  # the window still runs its timer
-    window.audio_menu.reconnect_action.trigger()
+    window.ui.audio_menu.reconnect_action.trigger()
     wait_idle(qtbot, window)
-    assert window.playback.state.value == "playing", window.playback.message
-    assert window.playback.output.blocksize == 256, "reconnecting keeps the latency"
-    assert lost_at - 0.1 <= window.playback.position_seconds < lost_at + 3.0, "resumed where it stopped, not at 0"
-    qtbot.waitUntil(lambda: window.playback.position_seconds > lost_at + 0.5, timeout=10000)
+    assert window.controller.playback.state.value == "playing", window.controller.playback.message
+    assert window.controller.playback.output.blocksize == 256, "reconnecting keeps the latency"
+    assert lost_at - 0.1 <= window.controller.playback.position_seconds < lost_at + 3.0, \
+        "resumed where it stopped, not at 0"
+    qtbot.waitUntil(lambda: window.controller.playback.position_seconds > lost_at + 0.5, timeout=10000)
     qtbot.waitUntil(lambda: window.audio_label.text() == "Audio: system", timeout=5000)
 
-    from app.audio_menu import startup_output
+    from app.output import startup_output
 
     assert startup_output(settings) == ("system", ""), "the next start opens the remembered device"
 
@@ -104,23 +106,23 @@ def test_a_device_that_does_not_exist_is_an_error_not_a_crash(qtbot, make_window
     # this test is about a name that matches nothing.
     monkeypatch.setattr(stream, "_used_jack", False)
     window = make_window("identity", use_audio_device=True)
-    window.open_file(plain_song)
+    window.controller.open_file(plain_song)
     wait_loaded(qtbot, window)
-    worker = window.audio_menu.choose("No Such Interface 9000")
+    worker = window.controller.choose_output("No Such Interface 9000")
     assert worker is not None
     wait_idle(qtbot, window)
     assert "no output device matches 'No Such Interface 9000'" in (window.last_error or "")
     assert window.error_box is not None and window.error_box.isVisible()
     assert window.error_box.windowTitle() == "Audio output"
-    assert window.playback.state.value == "no-output"
+    assert window.controller.playback.state.value == "no-output"
     assert window.audio_label.styleSheet() == AMBER
     assert settings.audio_output() == "", "a failed choice is not remembered"
     window.error_box.close()
-    window.toggle_play()  # the window stays usable: the silent clock plays
-    qtbot.waitUntil(lambda: window.playback.position_seconds > 0.2, timeout=10000)
-    assert window.audio_menu.reconnect_action.isEnabled()
+    window.controller.toggle_play()  # the window stays usable: the silent clock plays
+    qtbot.waitUntil(lambda: window.controller.playback.position_seconds > 0.2, timeout=10000)
+    assert window.ui.audio_menu.reconnect_action.isEnabled()
     with pytest.raises(ValueError):
-        window.playback.select_device(None, latency="fast")
+        window.controller.playback.select_device(None, latency="fast")
 
 
 def test_device_menu_without_devices_or_portaudio(qtbot, make_window, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,11 +169,11 @@ def main():  # guarded: the separation worker's process must not run this again
     create_application()
     window = MainWindow(AppSettings(tmp / "config" / "shotoku.ini"), use_audio_device=True, show_test_models=True)
     window.show()
-    window.open_file(write_song(tmp / "song", seconds=30.0, with_stems=False, name="tune", ext="wav"))
-    wait_until(lambda: window.song is not None and window.load_worker is None, 60)
-    window.toggle_play()
-    report("playing", wait_until(lambda: window.playback.state.value == "playing"
-                                 and window.playback.position_seconds > 0.5, 30))
+    window.controller.open_file(write_song(tmp / "song", seconds=30.0, with_stems=False, name="tune", ext="wav"))
+    wait_until(lambda: window.controller.song is not None and not window.controller.loading, 60)
+    window.controller.toggle_play()
+    report("playing", wait_until(lambda: window.controller.playback.state.value == "playing"
+                                 and window.controller.playback.position_seconds > 0.5, 30))
     jack.kill_jack(server)
     start = time.monotonic()
     report("lost", wait_until(lambda: "lost" in window.audio_label.text(), 15), round(time.monotonic() - start, 1),
@@ -182,13 +184,13 @@ def main():  # guarded: the separation worker's process must not run this again
     server = jack.start_jack()
     report("jackd", server.pid)
     ticks, start = window._ticks, time.monotonic()
-    window.audio_menu.reconnect_action.trigger()
-    done = wait_until(lambda: not window.audio_menu.busy, 60)
+    window.ui.audio_menu.reconnect_action.trigger()
+    done = wait_until(lambda: not window.controller.output_busy, 60)
     elapsed = time.monotonic() - start
     report("reconnected", done, "ticks/s", round((window._ticks - ticks) / max(elapsed, 1e-3)))
-    report("state", window.playback.state.value, "|", window.last_error or "")
-    window.audio_menu.rebuild_devices()
-    report("menu", [a.text() for a in window.audio_menu.devices.actions() if not a.isSeparator()])
+    report("state", window.controller.playback.state.value, "|", window.last_error or "")
+    window.ui.audio_menu.rebuild_devices()
+    report("menu", [a.text() for a in window.ui.audio_menu.devices.actions() if not a.isSeparator()])
     window.close()
     jack.kill_jack(server)
     report("closed")

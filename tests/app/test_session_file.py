@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.presets import MixState, apply_preset
 from app.session_file import Session, SessionError, load_session, save_session
+from engine.playback.mix import MixState, apply_preset
 
 STEMS = ("vocals", "drums", "bass", "other")
 

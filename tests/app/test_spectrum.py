@@ -45,10 +45,19 @@ def test_frames_complete_before() -> None:
 
 
 def test_log_rows_increase_and_lut_has_256_entries() -> None:
+    from app.views.lane_image import magma_lut
+
     rows, bottom, top = spectrum.log_rows(spectrum.grid_for(44100, 44100))
     assert np.all(np.diff(rows) >= 0) and bottom < top
-    lut = spectrum.magma_lut()
+    lut = magma_lut()
     assert lut.shape == (256, 3) and lut.dtype == np.uint8
+    assert lut[0].tolist() == [0, 0, 4] and lut[-1].tolist() == [252, 253, 191]  # magma's own ends
+
+
+def test_time_labels() -> None:
+    assert spectrum.format_time(65.0) == "1:05"
+    assert spectrum.format_time(65.3) == "1:05.3"
+    assert spectrum.format_time(-1.0) == "0:00"
 
 
 def test_columns_from_a_slice_equal_columns_from_the_whole_song() -> None:
