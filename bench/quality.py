@@ -41,7 +41,7 @@ def irm_oracle(mixture: np.ndarray, stems: dict[str, np.ndarray], n_fft: int = 4
 
 def _methods(args: argparse.Namespace) -> dict[str, object]:
     """Method name -> a loaded model (None for the two references)."""
-    from engine.separation.registry import load_model
+    from engine.models.catalogue import load_model
     from engine.train.export import load_run
 
     methods: dict[str, object] = {"mixture": None}

@@ -37,6 +37,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.playback.session import PlaybackSession  # noqa: E402
+from engine.playback.tuning import PLAYBACK_SWITCH_INTERVAL, tune_process_for_playback  # noqa: E402
 from engine.separation.cache import StemCache  # noqa: E402
 from engine.separation.streaming import StreamingSeparator  # noqa: E402
 from tests.engine.jack import JACK_PERIOD, JACK_RATE, jack_server  # noqa: E402
@@ -79,7 +80,7 @@ class InstrumentedSession(PlaybackSession):
 
 
 def pick_model(architecture: str):
-    from engine.separation.registry import build_model, default_model_name, get_card, load_model
+    from engine.models.catalogue import build_model, default_model_name, get_card, load_model
 
     try:
         name = default_model_name()
@@ -163,7 +164,7 @@ def measure_open_and_faders(session: InstrumentedSession, model, song: Path, min
             worker = session.worker
             if worker is not None and worker.done and not any(w.alive and not w.done for w in extra_workers):
                 k += 1
-                mix = session._mix_model_rate
+                mix = session._song.mixture  # the open song at the model's rate
                 entry = session.cache.open(f"bench-scratch-{k}", list(session.stems), 2, mix.shape[1], SR)
                 extra = StreamingSeparator(None, mix, entry, session.worker.segment_samples, process_model=model,
                                            n_threads=session.worker_threads)
@@ -176,9 +177,11 @@ def measure_open_and_faders(session: InstrumentedSession, model, song: Path, min
     pauses = GcPauses()
     rng = np.random.default_rng(1)
     deadline = t_start + minutes * 60
+    mix = session.mix
     while time.monotonic() < deadline:
         db = float(rng.uniform(-40.0, 6.0))
-        session.set_gain_db(session.stems[0], db)  # the change is published when this returns
+        mix.strip_for(session.stems[0]).gain_db = db
+        session.apply_mix(mix)  # the change is published when this returns
         set_times.append((time.perf_counter(), np.float32(10 ** (db / 20))))
         time.sleep(0.05)
     elapsed = time.monotonic() - t_start
@@ -272,7 +275,7 @@ def main() -> int:
     parser.add_argument("--architecture", default="openunmix", help="random-init architecture if no trained default")
     parser.add_argument("--threads", type=int, default=None, help="worker torch threads (default: cores - 1)")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--switch-interval", type=float, default=0.001,
+    parser.add_argument("--switch-interval", type=float, default=PLAYBACK_SWITCH_INTERVAL,
                         help="GIL switch interval while playing (seconds; 0.005 is Python's default)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -296,10 +299,10 @@ def run(args: argparse.Namespace, tmp: Path, model, report: dict) -> None:
     song4, song10 = tmp / "song4.flac", tmp / "song10.flac"
     make_song(song4, 240.0)
     with jack_server():
-        session = InstrumentedSession(blocksize=JACK_PERIOD, worker_threads=args.threads,
-                                      cache=StemCache(tmp / "cache" / "stems"),
-                                      gil_switch_interval=args.switch_interval)
+        tune_process_for_playback(args.switch_interval)
         report["gil_switch_interval_s"] = args.switch_interval
+        session = InstrumentedSession(blocksize=JACK_PERIOD, worker_threads=args.threads,
+                                      cache=StemCache(tmp / "cache" / "stems"))
         try:
             measure_open_and_faders(session, model, song4, args.minutes, report)
         finally:

@@ -37,7 +37,7 @@ def _worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from engine.separation.registry import build_model, load_model
+    from engine.models.catalogue import build_model, load_model
     from engine.separation.separator import Separator
     from engine.train.config import default_config
 

@@ -1,7 +1,7 @@
 """Atomic audio writing: ``save_audio`` never leaves a half-written file behind.
 
 The audio goes to a hidden temporary file in the target's folder, is flushed to disk, and then replaces the target
-in one ``os.replace``. If anything fails (disk full, permission, a format that cannot hold the audio, Ctrl-C), the
+in one ``os.replace`` (the temporary naming and the commit are :mod:`engine.atomic`'s, streamed block by block here). If anything fails (disk full, permission, a format that cannot hold the audio, Ctrl-C), the
 temporary file is removed, an existing target is left untouched, and :class:`~engine.errors.AudioSaveError` says why.
 """
 
@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
-import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from engine.atomic import discard, file_mode, make_temp, publish
 from engine.errors import AudioSaveError
 
 log = logging.getLogger(__name__)
@@ -110,23 +108,6 @@ def _check_samples(path: Path, samples: np.ndarray) -> np.ndarray:
     return samples
 
 
-def _default_mode(path: Path) -> int:
-    """Permissions for the new file: the existing target's, else ``0o666`` minus the process umask."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        pass
-    umask = 0o022
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    umask = int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o666 & ~umask
-
-
 def _explain(err: BaseException, path: Path, needed_bytes: int) -> str:
     """One readable reason for a failed write."""
     folder = path.parent
@@ -188,10 +169,8 @@ class AudioFileWriter:
         self._file: sf.SoundFile | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._mode = _default_mode(self.path)
-            fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-            os.close(fd)
-            self._temp = Path(temp_name)
+            self._mode = file_mode(self.path)
+            self._temp = make_temp(self.path)
             self._file = sf.SoundFile(self._temp, "w", int(samplerate), n_channels, subtype=self.subtype,
                                       format=sf_format)  # fmt: skip
         except Exception as err:
@@ -234,10 +213,7 @@ class AudioFileWriter:
         try:
             assert self._file is not None
             self._file.close()
-            with open(self._temp, "rb+") as raw:  # make the bytes durable before the rename publishes them
-                os.fsync(raw.fileno())
-            os.chmod(self._temp, self._mode)
-            os.replace(self._temp, self.path)
+            publish(self._temp, self.path, mode=self._mode)  # fsync, os.replace, fsync the folder
             self._temp = None
         except Exception as err:
             self._fail(err)
@@ -258,9 +234,7 @@ class AudioFileWriter:
                 pass
         if self._temp is not None:
             try:
-                self._temp.unlink()
-            except FileNotFoundError:
-                pass
+                discard(self._temp)
             except OSError:
                 log.warning("could not remove the temporary file %s", self._temp)
             self._temp = None

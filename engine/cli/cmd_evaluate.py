@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from engine import STEM_NAMES
-from engine.cli.progress import ProgressBar
 from engine.evaluate.folders import evaluate_folders, find_tracks
 from engine.evaluate.report import markdown_table, write_reports
+from engine.progress import ProgressBar
 
 PRINTED_METRICS = ("SDR", "uSDR", "SI-SDR")
 
@@ -60,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--window", type=float, default=1.0, metavar="SECONDS", help="BSS Eval window and hop (1 s)"
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, parser=p)
 
 
 def _method_names(args: argparse.Namespace) -> list[str] | None:
@@ -79,20 +79,15 @@ def _method_names(args: argparse.Namespace) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
     names = _method_names(args)
     if names is None:
-        print(
-            f"shotoku evaluate: error: {len(args.name)} --name for {len(args.estimates)} --estimates",
-            file=sys.stderr,
-        )
-        return 2
+        parser.error(f"{len(args.name)} --name for {len(args.estimates)} --estimates")
     if len(set(names)) != len(names):
-        print("shotoku evaluate: error: --name values must differ", file=sys.stderr)
-        return 2
+        parser.error("--name values must differ")
     stems = [s.strip() for s in args.stems.split(",") if s.strip()]
     if not stems or args.window <= 0:
-        print("shotoku evaluate: error: --stems must name a stem and --window be positive", file=sys.stderr)
-        return 2
+        parser.error("--stems must name a stem and --window be positive")
 
     find_tracks(args.reference, stems)  # fail on a bad folder before any long work
     for folder in args.estimates:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.separation.registry import get_card, list_cards
+from engine.models.catalogue import get_card, list_cards
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -1,4 +1,9 @@
-"""``shotoku separate FILE...``: separate songs into stem files, streaming blocks to disk."""
+"""``shotoku separate FILE...``: separate songs into stem files, streaming blocks to disk.
+
+Usage errors (bad option values, an unusable ``--device``, stems the model does not have, an oracle model without
+``--reference``) go through argparse's ``parser.error``: one line naming the option and the reason, exit 2. Errors
+about a file (unreadable audio, missing reference stems) are ``shotoku: error: <file>: <reason>``, exit 1.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ import sys
 from pathlib import Path
 
 from engine.audio import AudioFileWriter, load_audio
-from engine.cli.progress import ProgressBar
 from engine.errors import AudioLoadError, ShotokuError
 from engine.evaluate.folders import stem_files
+from engine.models.base import needs_references
+from engine.models.catalogue import default_model_name, get_card, load_from_card
+from engine.progress import ProgressBar
 from engine.separation.apply import Progress
-from engine.separation.device import DEVICE_CHOICES, describe_device
-from engine.separation.registry import default_model_name, get_card, load_from_card
-from engine.separation.separator import Separator, select_outputs
+from engine.separation.device import DEVICE_CHOICES, describe_device, select_device
+from engine.separation.separator import Separator, check_outputs, select_outputs
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model name (see `shotoku models`; default: the default model)")
     p.add_argument("--stems", default=None, help="comma-separated subset of stems, e.g. vocals,drums")
     p.add_argument("--two-stems", default=None, metavar="STEM", help="write STEM and no_STEM (mixture minus STEM)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES + ("cuda:0", "cuda:1"))
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help=f"{', '.join(DEVICE_CHOICES)} or cuda:N (default: auto, the best available)")
     p.add_argument("--format", default="wav", choices=FORMATS)
     p.add_argument("--bit-depth", default=None, help="16, 24 or float (wav/flac)")
     p.add_argument("--segment", type=float, default=None, metavar="SECONDS", help="chunk length")
@@ -42,22 +49,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--reference", type=Path, default=None, metavar="DIR",
         help="folder with the true stems (<stem>.wav/.flac), for the oracle models irm and ibm",
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, parser=p)
+
+
+def _usage_errors(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options themselves (checked before any model or file is loaded), or None."""
+    if not 0.0 <= args.overlap < 0.95:
+        return f"--overlap {args.overlap}: must be between 0 and 0.95"
+    if args.segment is not None and args.segment <= 0:
+        return f"--segment {args.segment}: must be positive"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0.0 <= args.overlap < 0.95:
-        raise ShotokuError("--overlap must be between 0 and 0.95")
-    if args.segment is not None and args.segment <= 0:
-        raise ShotokuError("--segment must be positive")
+    parser: argparse.ArgumentParser = args.parser
+    problem = _usage_errors(args)
+    if problem is not None:
+        parser.error(problem)
+    try:
+        device = select_device(args.device)
+    except ShotokuError as err:
+        parser.error(f"--device: {err}")
     card = get_card(args.model or default_model_name())
-    separator = Separator(
-        load_from_card(card), device=args.device, segment_seconds=args.segment,
-        overlap=args.overlap, n_threads=args.threads,
-    )
+    model = load_from_card(card)
     wanted = [s.strip() for s in args.stems.split(",") if s.strip()] if args.stems else None
-    if separator.needs_references and args.reference is None:
-        raise ShotokuError(f"model {card.name!r} is an oracle: give the true stems with --reference DIR")
+    try:
+        check_outputs(list(model.sources), wanted, args.two_stems)
+    except ShotokuError as err:
+        parser.error(f"model {card.name!r}: {err}")
+    if needs_references(model) and args.reference is None:
+        parser.error(f"model {card.name!r} is an oracle: give the true stems with --reference DIR")
+    separator = Separator(model, device=device, segment_seconds=args.segment, overlap=args.overlap,
+                          n_threads=args.threads)  # fmt: skip
     print(f"shotoku: model {card.name} on {describe_device(separator.device)}", file=sys.stderr)
     failures = 0
     for path in args.files:

@@ -13,7 +13,10 @@ from torch import Tensor
 
 @functools.lru_cache(maxsize=16)
 def _hann(n_fft: int, device: str, dtype: torch.dtype) -> Tensor:
-    return torch.hann_window(n_fft, periodic=True, device=torch.device(device), dtype=dtype)
+    # Made outside inference mode even when first asked for inside it: a cached inference tensor could never be
+    # saved for backward by a later training step.
+    with torch.inference_mode(False):
+        return torch.hann_window(n_fft, periodic=True, device=torch.device(device), dtype=dtype)
 
 
 def stft(audio: Tensor, n_fft: int = 4096, hop_length: int = 1024) -> Tensor:

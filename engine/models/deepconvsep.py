@@ -19,37 +19,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.dsp.stft import stft
-from engine.dsp.wiener import synthesize
-from engine.models.base import set_audio_format
-from engine.separation.registry import register_architecture
+from engine.models.catalogue import register_architecture
+from engine.models.masking import Estimator, SpectrogramFormat
 
 
 @register_architecture("deepconvsep")
-class DeepConvSep(nn.Module):
-    """Multi-source DeepConvSep on the magnitude STFT.
+class DeepConvSep(Estimator):
+    """Multi-source DeepConvSep estimator on the magnitude STFT (paper STFT: ``n_fft`` 1024, hop 256).
 
     Args:
-        sources: stem names.
-        samplerate, n_channels: audio format.
-        n_fft, hop_length: STFT parameters (paper: 1024 / 256).
+        fmt: stems, audio format and STFT.
         context_frames: frames per block the network sees at once (paper: 30).
         vertical_filters, vertical_kernel, vertical_stride: first (frequency) convolution.
         horizontal_filters, horizontal_kernel: second (time) convolution.
         bottleneck: units of the dense bottleneck (paper: 128).
-        segment_seconds: preferred chunk length.
-        wiener_iterations: EM iterations of the multichannel Wiener post-step.
     """
 
-    loss_domain = "magnitude"
+    pipeline_defaults = {"n_fft": 1024, "hop_length": 256, "segment_seconds": 6.0}
 
     def __init__(
         self,
-        sources: list[str] | None = None,
-        samplerate: int = 44100,
-        n_channels: int = 2,
-        n_fft: int = 1024,
-        hop_length: int = 256,
+        fmt: SpectrogramFormat,
         context_frames: int = 30,
         vertical_filters: int = 50,
         vertical_kernel: int = 30,
@@ -57,16 +47,11 @@ class DeepConvSep(nn.Module):
         horizontal_filters: int = 30,
         horizontal_kernel: int = 10,
         bottleneck: int = 128,
-        segment_seconds: float = 6.0,
-        wiener_iterations: int = 0,
     ) -> None:
         super().__init__()
-        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.wiener_iterations = wiener_iterations
+        n_channels, self.n_stems = fmt.n_channels, fmt.n_stems
         self.context_frames = context_frames
-        self.n_bins = n_fft // 2 + 1
+        self.n_bins = fmt.n_bins
         self.enc_bins = (self.n_bins - vertical_kernel) // vertical_stride + 1
         self.enc_frames = context_frames - horizontal_kernel + 1
         if self.enc_bins < 1 or self.enc_frames < 1:
@@ -79,10 +64,10 @@ class DeepConvSep(nn.Module):
         self.decode = nn.Linear(bottleneck, n_features)
         self.unhorizontal = nn.ConvTranspose2d(horizontal_filters, vertical_filters, (1, horizontal_kernel))
         self.unvertical = nn.ConvTranspose2d(
-            vertical_filters, len(self.sources) * n_channels, (vertical_kernel, 1), stride=(vertical_stride, 1)
+            vertical_filters, self.n_stems * n_channels, (vertical_kernel, 1), stride=(vertical_stride, 1)
         )
 
-    def estimate(self, mix_mag: Tensor) -> Tensor:
+    def forward(self, mix_mag: Tensor) -> Tensor:
         """Source magnitudes ``(n_batch, n_stems, n_channels, n_bins, n_frames)`` from the mixture magnitude
         ``(n_batch, n_channels, n_bins, n_frames)``."""
         n_batch, n_channels, n_bins, n_frames = mix_mag.shape
@@ -97,14 +82,8 @@ class DeepConvSep(nn.Module):
         h = self.decode(z).reshape(-1, *self.feature_shape)
         y = self.unvertical(torch.relu(self.unhorizontal(h)))
         y = F.pad(y, (0, 0, 0, n_bins - y.shape[-2]))  # the strided inverse can stop short of the last bins
-        y = F.softplus(y).reshape(n_batch, n_blocks, len(self.sources), n_channels, n_bins, block)
-        y = y.permute(0, 2, 3, 4, 1, 5).reshape(n_batch, len(self.sources), n_channels, n_bins, -1)
+        y = F.softplus(y).reshape(n_batch, n_blocks, self.n_stems, n_channels, n_bins, block)
+        y = y.permute(0, 2, 3, 4, 1, 5).reshape(n_batch, self.n_stems, n_channels, n_bins, -1)
         y = y[..., :n_frames] + 1e-6  # time-frequency masking layer: ratio of the source maps
         masks = y / y.sum(dim=1, keepdim=True)
         return masks * mix_mag.unsqueeze(1)
-
-    def forward(self, mix: Tensor) -> Tensor:
-        """``(n_batch, n_channels, n_samples)`` -> ``(n_batch, n_stems, n_channels, n_samples)``."""
-        spec = stft(mix, self.n_fft, self.hop_length)
-        mags = self.estimate(spec.abs())
-        return synthesize(spec, mags, mix.shape[-1], self.n_fft, self.hop_length, self.wiener_iterations)

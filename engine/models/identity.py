@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.models.base import set_audio_format
-from engine.separation.registry import register_architecture
+from engine.models.catalogue import register_architecture
 
 
 @register_architecture("identity")

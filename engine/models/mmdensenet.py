@@ -24,10 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.dsp.stft import stft
-from engine.dsp.wiener import synthesize
-from engine.models.base import set_audio_format
-from engine.separation.registry import register_architecture
+from engine.models.catalogue import register_architecture
+from engine.models.masking import Estimator, SpectrogramFormat
 
 #: Table 1 of the paper: (growth k, layers L) of dense blocks 1..7 for each band.
 PAPER_LOW: list[list[int]] = [[14, 4], [16, 4], [16, 4], [16, 4], [16, 4], [16, 4], [16, 4]]
@@ -109,31 +107,23 @@ class MDenseNet(nn.Module):
 
 
 @register_architecture("mmdensenet")
-class MMDenseNet(nn.Module):
-    """Multi-target MMDenseNet separator on the magnitude STFT.
+class MMDenseNet(Estimator):
+    """Multi-target MMDenseNet estimator on the magnitude STFT.
 
     Args:
-        sources: stem names (one mask per source and channel).
-        samplerate, n_channels: audio format.
-        n_fft, hop_length: STFT parameters.
+        fmt: stems (one mask per source and channel), audio format and STFT.
         band_split: fraction of the bins in the low band (paper: first half).
         first_channels: channels of each band's first convolution (paper: 32).
         low, high, full: 7 ``[growth, layers]`` pairs per band (paper: Table 1).
         final: ``[growth, layers]`` of dense8 (paper: ``[4, 2]``).
         freq_strides: frequency stride of the low, high and full bands' first convolution (paper: ``[1, 1, 1]``).
-        segment_seconds: preferred chunk length.
-        wiener_iterations: EM iterations of the multichannel Wiener post-step.
     """
 
-    loss_domain = "magnitude"
+    pipeline_defaults = {"n_fft": 2048, "hop_length": 1024, "segment_seconds": 6.0}
 
     def __init__(
         self,
-        sources: list[str] | None = None,
-        samplerate: int = 44100,
-        n_channels: int = 2,
-        n_fft: int = 2048,
-        hop_length: int = 1024,
+        fmt: SpectrogramFormat,
         band_split: float = 0.5,
         first_channels: int = 32,
         low: list[list[int]] | None = None,
@@ -141,15 +131,9 @@ class MMDenseNet(nn.Module):
         full: list[list[int]] | None = None,
         final: list[int] | None = None,
         freq_strides: list[int] | None = None,
-        segment_seconds: float = 6.0,
-        wiener_iterations: int = 0,
     ) -> None:
         super().__init__()
-        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.wiener_iterations = wiener_iterations
-        n_bins = n_fft // 2 + 1
+        n_channels, n_bins, self.n_stems = fmt.n_channels, fmt.n_bins, fmt.n_stems
         self.split_bin = max(1, min(n_bins - 1, int(round(band_split * n_bins))))
         s_low, s_high, s_full = freq_strides or [1, 1, 1]
         self.low = MDenseNet(n_channels, first_channels, low or PAPER_LOW, s_low)
@@ -162,10 +146,10 @@ class MMDenseNet(nn.Module):
         self.out = nn.Sequential(
             nn.BatchNorm2d(self.dense8.out_channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(self.dense8.out_channels, len(self.sources) * n_channels, 1),
+            nn.Conv2d(self.dense8.out_channels, self.n_stems * n_channels, 1),
         )
 
-    def estimate(self, mix_mag: Tensor) -> Tensor:
+    def forward(self, mix_mag: Tensor) -> Tensor:
         """Source magnitudes ``(n_batch, n_stems, n_channels, n_bins, n_frames)`` from the mixture magnitude
         ``(n_batch, n_channels, n_bins, n_frames)``."""
         n_batch, n_channels, n_bins, n_frames = mix_mag.shape
@@ -173,11 +157,5 @@ class MMDenseNet(nn.Module):
         bands = torch.cat([self.low(x[:, :, : self.split_bin]), self.high_proj(self.high(x[:, :, self.split_bin :]))], dim=2)
         features = self.dense8(torch.cat([bands, self.full(x)], dim=1))
         masks = torch.sigmoid(self.out(features))
-        masks = masks.reshape(n_batch, len(self.sources), n_channels, n_bins, n_frames)
+        masks = masks.reshape(n_batch, self.n_stems, n_channels, n_bins, n_frames)
         return masks * mix_mag.unsqueeze(1)
-
-    def forward(self, mix: Tensor) -> Tensor:
-        """``(n_batch, n_channels, n_samples)`` -> ``(n_batch, n_stems, n_channels, n_samples)``."""
-        spec = stft(mix, self.n_fft, self.hop_length)
-        mags = self.estimate(spec.abs())
-        return synthesize(spec, mags, mix.shape[-1], self.n_fft, self.hop_length, self.wiener_iterations)

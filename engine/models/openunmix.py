@@ -2,9 +2,9 @@
 
 One network per target, as Open-Unmix: magnitude STFT cropped to ``max_bin`` -> per-bin input normalisation ->
 ``fc1`` + batch norm + tanh -> 3-layer bidirectional LSTM -> skip concatenation -> ``fc2`` + BN + ReLU -> ``fc3``
-+ BN -> per-bin output scaling -> ReLU -> times the mixture magnitude (a mask over all bins). The separation
-step is a ratio mask over the targets' magnitudes, optionally refined by multichannel Wiener EM
-(:mod:`engine.dsp.wiener`).
++ BN -> per-bin output scaling -> ReLU -> times the mixture magnitude (a mask over all bins). This file is the
+estimator only; :class:`~engine.models.masking.MaskSeparator` does the STFT, the ratio masks over the targets'
+magnitudes (optionally refined by multichannel Wiener EM) and the inverse STFT.
 
 Scaled down from Open-Unmix's defaults (``hidden_size`` 512, ``n_fft`` 4096, ``hop`` 1024, ``max_bin`` for 16 kHz):
 the defaults here are the paper's; ``configs/openunmix.json`` holds the CPU-sized training values.
@@ -15,10 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from engine.dsp.stft import stft
-from engine.dsp.wiener import synthesize
-from engine.models.base import set_audio_format
-from engine.separation.registry import register_architecture
+from engine.models.catalogue import register_architecture
+from engine.models.masking import Estimator, SpectrogramFormat
 
 
 class _TargetBLSTM(nn.Module):
@@ -63,52 +61,27 @@ class _TargetBLSTM(nn.Module):
 
 
 @register_architecture("openunmix")
-class OpenUnmix(nn.Module):
-    """Open-Unmix-design multi-target separator (one BLSTM mask network per source).
+class OpenUnmix(Estimator):
+    """Open-Unmix-design multi-target estimator (one BLSTM mask network per source).
 
     Args:
-        sources: stem names; one network each.
-        samplerate, n_channels: audio format the model expects.
-        n_fft, hop_length: STFT parameters.
+        fmt: stems, audio format and STFT (card keys ``sources``, ``n_fft``, ...: the pipeline's).
         max_frequency: highest frequency (Hz) the networks look at (Open-Unmix: 16 kHz); masks cover all bins.
         hidden_size, n_layers: BLSTM width (both directions together) and depth.
-        segment_seconds: preferred chunk length of the chunked engine.
-        wiener_iterations: EM iterations of the multichannel Wiener post-step (0: ratio masks only).
     """
 
-    loss_domain = "magnitude"
+    pipeline_defaults = {"n_fft": 4096, "hop_length": 1024, "segment_seconds": 10.0}
 
     def __init__(
-        self,
-        sources: list[str] | None = None,
-        samplerate: int = 44100,
-        n_channels: int = 2,
-        n_fft: int = 4096,
-        hop_length: int = 1024,
-        max_frequency: float = 16000.0,
-        hidden_size: int = 512,
-        n_layers: int = 3,
-        segment_seconds: float = 10.0,
-        wiener_iterations: int = 0,
+        self, fmt: SpectrogramFormat, max_frequency: float = 16000.0, hidden_size: int = 512, n_layers: int = 3
     ) -> None:
         super().__init__()
-        set_audio_format(self, sources, samplerate, n_channels, segment_seconds)
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.wiener_iterations = wiener_iterations
-        n_bins = n_fft // 2 + 1
-        max_bin = min(n_bins, int(round(max_frequency * n_fft / samplerate)) + 1)
+        max_bin = min(fmt.n_bins, int(round(max_frequency * fmt.n_fft / fmt.samplerate)) + 1)
         self.targets = nn.ModuleList(
-            _TargetBLSTM(n_channels, n_bins, max_bin, hidden_size, n_layers) for _ in self.sources
+            _TargetBLSTM(fmt.n_channels, fmt.n_bins, max_bin, hidden_size, n_layers) for _ in fmt.sources
         )
 
-    def estimate(self, mix_mag: Tensor) -> Tensor:
+    def forward(self, mix_mag: Tensor) -> Tensor:
         """Source magnitudes ``(n_batch, n_stems, n_channels, n_bins, n_frames)`` from the mixture magnitude
         ``(n_batch, n_channels, n_bins, n_frames)``."""
         return torch.stack([net(mix_mag) for net in self.targets], dim=1)
-
-    def forward(self, mix: Tensor) -> Tensor:
-        """``(n_batch, n_channels, n_samples)`` -> ``(n_batch, n_stems, n_channels, n_samples)``."""
-        spec = stft(mix, self.n_fft, self.hop_length)
-        mags = self.estimate(spec.abs())
-        return synthesize(spec, mags, mix.shape[-1], self.n_fft, self.hop_length, self.wiener_iterations)

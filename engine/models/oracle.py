@@ -1,7 +1,8 @@
 """Oracle masks (ideal ratio / ideal binary): the upper bounds the papers compare against.
 
 They need the true stems, so they are for evaluation only. Input is the mixture with the reference stems stacked
-after it on the channel axis, so the ordinary chunked engine runs them with bounded memory.
+after it on the channel axis, so the ordinary chunked engine runs them with bounded memory; the model's
+``prepare_input`` hook (``needs_references = True``) builds it, see :func:`engine.models.base.prepare_input`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 from engine.dsp.stft import istft, stft
 from engine.errors import ShotokuError
 from engine.models.base import set_audio_format
-from engine.separation.registry import register_architecture
+from engine.models.catalogue import register_architecture
 
 
 @register_architecture("oracle_mask")
@@ -60,6 +61,10 @@ class OracleMaskModel(nn.Module):
             masks = (ref_mag == ref_mag.max(dim=1, keepdim=True).values).to(ref_mag.dtype)
             masks = masks / masks.sum(dim=1, keepdim=True)  # ties share the bin
         return istft(masks * mix_spec.unsqueeze(1), n_samples, self.n_fft, self.hop_length)
+
+    def prepare_input(self, mix: np.ndarray, references: dict[str, np.ndarray] | None) -> np.ndarray:
+        """The :func:`engine.models.base.prepare_input` hook: :func:`oracle_input` in ``self.sources`` order."""
+        return oracle_input(mix, self.sources, references)
 
 
 def oracle_input(mix: np.ndarray, sources: list[str], references: dict[str, np.ndarray] | None) -> np.ndarray:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.models.base import set_audio_format
-from engine.separation.registry import register_architecture
+from engine.models.catalogue import register_architecture
 
 
 class _ResidualLayer(nn.Module):
@@ -45,8 +45,6 @@ class WaveNetSeparator(nn.Module):
         residual_channels, skip_channels: widths.
         segment_seconds: preferred chunk length.
     """
-
-    loss_domain = "waveform"
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.models.base import set_audio_format
-from engine.separation.registry import register_architecture
+from engine.models.catalogue import register_architecture
 
 
 @register_architecture("waveunet")
@@ -36,8 +36,6 @@ class WaveUNet(nn.Module):
         difference_output: last source = mixture - sum of the others.
         segment_seconds: preferred chunk length.
     """
-
-    loss_domain = "waveform"
 
     def __init__(
         self,

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import mmap
-import os
 import shutil
 import threading
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import atomic_write_text
 from engine.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -177,9 +177,9 @@ class StemEntry:
     def _save_meta(self) -> None:
         if self._closed:
             return
-        tmp = self.path / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(self._meta), encoding="utf-8")
-        os.replace(tmp, self.path / META_FILE)
+        # No fsync: a lost or stale meta only means recomputing regions (each one is CRC-checked before use), and
+        # this runs once per region while the stream is being separated.
+        atomic_write_text(self.path / META_FILE, json.dumps(self._meta), fsync=False)
 
     def close(self) -> None:
         """Release the mapping (the file stays in the cache)."""

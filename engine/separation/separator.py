@@ -1,7 +1,8 @@
 """``Separator``: the one object the CLI, the GUI and the streaming worker use to run a model on a song.
 
-Only the chunk goes to the device; the whole track stays on the CPU. Out-of-memory on a GPU falls back to
-smaller chunks, then to the CPU, and says so in :attr:`Separator.notes`.
+Only the chunk goes to the device; the whole track stays on the CPU. The model runs through a
+:class:`~engine.separation.runner.ChunkRunner`: out-of-memory on a GPU falls back to smaller chunks, then to the
+CPU, and says so in :attr:`Separator.notes`.
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ import torch
 from torch import nn
 
 from engine.errors import ShotokuError
-from engine.models.oracle import oracle_input
-from engine.separation.apply import ProgressFn, apply_chunked, iter_separated_blocks
+from engine.models.base import needs_references, prepare_input
+from engine.models.catalogue import load_model
+from engine.separation.apply import ProgressFn, iter_separated_blocks
 from engine.separation.device import select_device
-from engine.separation.registry import load_model
+from engine.separation.runner import ChunkRunner
 
 log = logging.getLogger(__name__)
 
-#: Smallest chunk the out-of-memory fallback halves down to before moving to the CPU.
-MIN_SEGMENT_SAMPLES = 4096
 
-
-def _is_out_of_memory(err: BaseException) -> bool:
-    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    return isinstance(err, oom) or "out of memory" in str(err).lower()
+def check_outputs(sources: list[str], wanted: list[str] | None = None, two_stems: str | None = None) -> None:
+    """Raise :class:`ShotokuError` naming the model's stems when ``wanted`` or ``two_stems`` asks for another."""
+    if two_stems is not None:
+        if two_stems not in sources:
+            raise ShotokuError(f"--two-stems {two_stems!r}: the model's stems are {', '.join(sources)}")
+        return
+    unknown = [n for n in wanted or [] if n not in sources]
+    if unknown:
+        raise ShotokuError(f"unknown stem(s) {', '.join(unknown)}; the model's stems are {', '.join(sources)}")
 
 
 def select_outputs(
@@ -39,7 +44,7 @@ def select_outputs(
     wanted: list[str] | None = None,
     two_stems: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Name the stems and keep the ones asked for.
+    """Name the stems and keep the ones asked for (see :func:`check_outputs` for the errors).
 
     Args:
         stems: ``(n_stems, n_channels, n_samples)`` in ``sources`` order.
@@ -47,16 +52,11 @@ def select_outputs(
         wanted: a subset of ``sources`` (default: all).
         two_stems: ``"vocals"`` gives ``{"vocals": v, "no_vocals": mix - v}``.
     """
+    check_outputs(sources, wanted, two_stems)
     if two_stems is not None:
-        if two_stems not in sources:
-            raise ShotokuError(f"--two-stems {two_stems!r}: the model's stems are {', '.join(sources)}")
         target = stems[sources.index(two_stems)]
         return {two_stems: target, f"no_{two_stems}": (mix - target).astype(np.float32)}
-    names = wanted or list(sources)
-    unknown = [n for n in names if n not in sources]
-    if unknown:
-        raise ShotokuError(f"unknown stem(s) {', '.join(unknown)}; the model's stems are {', '.join(sources)}")
-    return {name: stems[sources.index(name)] for name in names}
+    return {name: stems[sources.index(name)] for name in wanted or sources}
 
 
 class Separator:
@@ -78,10 +78,8 @@ class Separator:
         overlap: float = 0.25,
         n_threads: int | None = None,
     ) -> None:
-        self.device = select_device(device)
         self.model = load_model(model) if isinstance(model, str) else model
-        self.model.eval()
-        self.model.to(self.device)
+        self.runner = ChunkRunner(self.model, select_device(device), n_threads=n_threads, overlap=overlap)
         self.sources: list[str] = list(self.model.sources)
         self.samplerate: int = int(self.model.samplerate)
         self.n_channels: int = int(self.model.n_channels)
@@ -89,45 +87,17 @@ class Separator:
             int(segment_seconds * self.samplerate) if segment_seconds else int(self.model.segment_samples)
         )
         self.overlap = overlap
-        self.needs_references = bool(getattr(self.model, "needs_references", False))
-        self.notes: list[str] = []
-        if n_threads is not None:
-            torch.set_num_threads(max(1, int(n_threads)))
+        self.needs_references = needs_references(self.model)
 
-    # -- running the model on one chunk --------------------------------------------------------------------------
-    def _forward(self, chunk: np.ndarray) -> np.ndarray:
-        """``(n_in_channels, n) -> (n_stems, n_channels, n)`` on the current device."""
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(chunk)).unsqueeze(0).to(self.device)
-            y = self.model(x)
-            return y[0].to("cpu", torch.float32).numpy()
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs now (the CPU after an out-of-memory fallback)."""
+        return self.runner.device
 
-    def _model_fn(self, chunk: np.ndarray) -> np.ndarray:
-        """:meth:`_forward` with the out-of-memory fallback: halve the chunk, then move to the CPU."""
-        try:
-            return self._forward(chunk)
-        except (RuntimeError, MemoryError) as err:
-            if not _is_out_of_memory(err):
-                raise
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            length = chunk.shape[-1]
-            if length // 2 >= MIN_SEGMENT_SAMPLES:
-                self._note(f"out of memory on {self.device} with {length}-sample chunks; retrying with {length // 2}")
-                return apply_chunked(
-                    self._model_fn, chunk, len(self.sources), length // 2, self.overlap,
-                    n_out_channels=self.n_channels,
-                )
-            if self.device.type == "cpu":
-                raise ShotokuError("out of memory even on the CPU with the smallest chunk size") from None
-            self._note(f"out of memory on {self.device} even with small chunks; continuing on the CPU")
-            self.device = torch.device("cpu")
-            self.model.to(self.device)
-            return self._model_fn(chunk)
-
-    def _note(self, message: str) -> None:
-        self.notes.append(message)
-        log.warning(message)
+    @property
+    def notes(self) -> list[str]:
+        """What went differently from the request (out-of-memory fallbacks), in order."""
+        return self.runner.notes
 
     # -- preparing the input --------------------------------------------------------------------------------------
     def _prepare(self, audio: np.ndarray, samplerate: int, what: str) -> np.ndarray:
@@ -148,15 +118,16 @@ class Separator:
     def _model_input(
         self, mix: np.ndarray, samplerate: int, references: dict[str, np.ndarray] | None
     ) -> np.ndarray:
+        """The model's input (see :func:`engine.models.base.prepare_input`), references fitted like the mixture."""
         prepared = self._prepare(mix, samplerate, "the mixture")
-        if not self.needs_references:
-            return prepared
-        refs = {
-            name: self._prepare(references[name], samplerate, f"reference {name!r}")
-            for name in self.sources
-            if references is not None and name in references
-        }
-        return oracle_input(prepared, self.sources, refs)
+        refs = None
+        if self.needs_references and references is not None:
+            refs = {
+                name: self._prepare(references[name], samplerate, f"reference {name!r}")
+                for name in self.sources
+                if name in references
+            }
+        return prepare_input(self.model, prepared, refs)
 
     # -- public API -----------------------------------------------------------------------------------------------
     def iter_stems(
@@ -184,7 +155,7 @@ class Separator:
         if mix_out.ndim == 2 and mix_out.shape[0] == 1:
             mix_out = np.repeat(mix_out, self.n_channels, axis=0)
         blocks = iter_separated_blocks(
-            self._model_fn, model_mix, len(self.sources), self.segment_samples, self.overlap,
+            self.runner, model_mix, len(self.sources), self.segment_samples, self.overlap,
             cancel=cancel, progress=progress, n_out_channels=self.n_channels,
         )
         if samplerate == self.samplerate:
@@ -234,8 +205,7 @@ class Separator:
         Returns:
             ``{stem name: (n_channels, n_samples) float32}`` at ``samplerate``, same length as ``mix``.
         """
-        select_outputs(np.zeros((len(self.sources), 1, 0), np.float32), np.zeros((1, 0), np.float32),
-                       self.sources, stems, two_stems)  # validate names before the long work
+        check_outputs(self.sources, stems, two_stems)  # before the long work
         n_samples = mix.shape[-1]
         # One preallocated output filled block by block: the song's stems exist once, never as a list + a copy.
         all_stems = np.empty((len(self.sources), self.n_channels, n_samples), dtype=np.float32)

@@ -87,8 +87,9 @@ def test_oracle_with_reference_folder(tmp_path, capsys):
         stems[stem] = np.stack([np.sin(2 * np.pi * 200 * (i + 1) * t)] * 2, axis=1) * 0.2
         sf.write(refs / f"{stem}.wav", stems[stem], 44100, subtype="FLOAT")
     sf.write(refs / "mixture.wav", sum(stems.values()), 44100, subtype="FLOAT")
-    code, _, err = run_cli(capsys, "separate", str(refs / "mixture.wav"), "--model", "irm", "-o", str(tmp_path))
-    assert code == 1 and "--reference" in err
+    with pytest.raises(SystemExit) as exc:  # a usage error: argparse's exit 2
+        main(["separate", str(refs / "mixture.wav"), "--model", "irm", "-o", str(tmp_path)])
+    assert exc.value.code == 2 and "--reference" in capsys.readouterr().err
     code, _, err = run_cli(capsys, "separate", str(refs / "mixture.wav"), "--model", "irm",
                            "--reference", str(refs), "-o", str(tmp_path))
     assert code == 0, err
@@ -134,6 +135,35 @@ def test_unknown_model_and_usage_errors(tmp_path, capsys):
         main(["separate"])
     assert exc.value.code == 2
     assert main([]) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (["--overlap", "0.97"], "--overlap 0.97: must be between 0 and 0.95"),
+        (["--segment", "0"], "--segment 0.0: must be positive"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--device", "cuda:99"], "device 'cuda:99' asked for"),
+        (["--model", "tiny", "--stems", "vocals,kazoo"], "unknown stem(s) kazoo"),
+        (["--model", "tiny", "--two-stems", "kazoo"], "--two-stems 'kazoo'"),
+    ],
+)
+def test_usage_errors_exit_2_with_the_option_and_the_reason(tmp_path, capsys, options, reason):
+    song = tmp_path / "s.wav"
+    write_song(song)
+    with pytest.raises(SystemExit) as exc:
+        main(["separate", str(song), "-o", str(tmp_path / "o"), *options])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert "shotoku separate: error:" in err and reason in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_any_cuda_index_is_an_accepted_device_value():
+    from engine.cli import build_parser
+
+    args = build_parser().parse_args(["separate", "x.wav", "--device", "cuda:3"])
+    assert args.device == "cuda:3"  # no fixed list of GPUs: select_device checks it against the machine
 
 
 def test_models_lists_the_registry(capsys):

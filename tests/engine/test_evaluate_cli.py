@@ -121,10 +121,9 @@ def test_cli_missing_estimates_folder(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_cli_names_must_match_estimates(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(
-        ["evaluate", "--reference", str(tmp_path), "--estimates", str(tmp_path), "--name", "a", "--name", "b"]
-    )
-    assert code == 2 and "2 --name for 1 --estimates" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a usage error: argparse's parser.error
+        main(["evaluate", "--reference", str(tmp_path), "--estimates", str(tmp_path), "--name", "a", "--name", "b"])
+    assert exc.value.code == 2 and "2 --name for 1 --estimates" in capsys.readouterr().err
 
 
 @pytest.mark.slow

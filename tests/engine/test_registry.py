@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.errors import ModelLoadError
-from engine.separation.registry import (
+from engine.models.catalogue import (
     architectures,
     build_model,
     default_model_name,
@@ -103,7 +103,7 @@ def test_pickles_are_never_loaded(saved_tiny):
     torch.save(model.state_dict(), weights)  # a pickle where safetensors belongs
     card_path = root / "mytiny" / "card.json"
     card = json.loads(card_path.read_text())
-    from engine.separation.registry import sha256_file
+    from engine.models.catalogue import sha256_file
 
     card["weights_sha256"] = sha256_file(weights)
     card_path.write_text(json.dumps(card))

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from engine.errors import SeparationCancelled, ShotokuError
+from engine.models.catalogue import build_model, load_model
 from engine.separation.device import available_devices, describe_device, select_device
-from engine.separation.registry import build_model, load_model
 from engine.separation.separator import Separator
 
 
@@ -87,6 +87,46 @@ def test_oracle_irm_separates_and_sums_to_the_mixture():
         sdr = 10 * np.log10((ref**2).sum() / ((ref - out[name]) ** 2).sum())
         assert sdr > 15, (name, sdr)
     np.testing.assert_allclose(sum(out.values()), mix, atol=1e-4)  # masks sum to one
+
+
+class ReferenceGain(nn.Module):
+    """A model with the oracle hook: its input is the mixture then the references; it returns the references."""
+
+    needs_references = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources, self.samplerate, self.n_channels, self.segment_samples = ["a", "b"], 44100, 2, 8192
+        self.seen: list[set[str]] = []
+
+    def prepare_input(self, mix: np.ndarray, references: dict[str, np.ndarray] | None) -> np.ndarray:
+        self.seen.append(set(references or {}))
+        assert all(ref.shape == mix.shape for ref in (references or {}).values())
+        return np.concatenate([mix, references["a"], references["b"]])  # type: ignore[index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 2:].reshape(x.shape[0], 2, 2, x.shape[-1])
+
+
+def test_the_model_hook_builds_the_input_from_resampled_references():
+    model = ReferenceGain()
+    sep = Separator(model)
+    assert sep.needs_references
+    t = np.arange(4800) / 48000
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)[None]  # band-limited: survives 48 -> 44.1 -> 48 kHz
+    refs = {"a": 0.5 * tone, "b": np.concatenate([0.2 * tone, -0.3 * tone]), "unused": noise(2, 4800, seed=3)}
+    out = sep.separate(noise(2, 4800), 48000, references=refs)  # fitted like the mix: channels, 44.1 kHz
+    assert model.seen == [{"a", "b"}]
+    assert out["a"].shape == (2, 4800)
+    np.testing.assert_allclose(out["a"][:, 200:-200], np.repeat(refs["a"], 2, axis=0)[:, 200:-200], atol=2e-3)
+    np.testing.assert_allclose(out["b"][:, 200:-200], refs["b"][:, 200:-200], atol=2e-3)
+
+
+def test_prepare_input_is_the_identity_without_the_hook():
+    from engine.models.base import prepare_input
+
+    mix = noise(2, 100)
+    assert prepare_input(build_model("identity"), mix, {"vocals": mix}) is mix
 
 
 def test_cancel_raises():
