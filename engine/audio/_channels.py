@@ -79,3 +79,21 @@ def _apply(matrix: np.ndarray, samples: np.ndarray, block: int = 1 << 18) -> np.
     for start in range(0, samples.shape[1], block):
         np.matmul(matrix, samples[:, start : start + block], out=out[:, start : start + block])
     return out
+
+
+def mixing_matrix(n_in: int, n_out: int | None) -> tuple[np.ndarray | None, str | None]:
+    """The ``(n_out, n_in)`` float32 matrix :func:`convert_channels` applies, and its note; ``(None, None)`` when
+    nothing changes (``n_out`` is ``None`` or ``n_in``). Blocks ``(n_frames, n_in)`` map as ``block @ matrix.T``."""
+    if n_out is None or n_out == n_in:
+        return None, None
+    if n_out not in (1, 2):
+        raise ValueError(f"n_channels must be 1, 2 or None, got {n_out!r}")
+    if n_out == 2:
+        if n_in == 1:
+            return np.ones((2, 1), dtype=np.float32), "copied the mono channel to both sides"
+        matrix, name = downmix_matrix(n_in)
+        return matrix, f"downmixed {n_in} channels ({name}) to stereo"
+    if n_in == 2:
+        return np.full((1, 2), 0.5, dtype=np.float32), "mixed stereo down to mono"
+    matrix, name = downmix_matrix(n_in)
+    return matrix.mean(axis=0, keepdims=True), f"downmixed {n_in} channels ({name}) to mono"

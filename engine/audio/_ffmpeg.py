@@ -11,8 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 INSTALL_HINT = (
     "install ffmpeg (Linux: apt-get install ffmpeg; macOS: brew install ffmpeg; Windows: winget install ffmpeg) "
@@ -82,6 +86,118 @@ def _explain(stderr: str) -> str:
     if "invalid data found" in text or "moov atom not found" in text or "end of file" in text:
         return f"is damaged or not an audio file (ffmpeg: {last})"
     return f"ffmpeg could not decode it ({last})"
+
+
+@dataclass
+class PipeDecoder:
+    """ffmpeg decoding the first audio stream of ``path`` to float32 on a pipe, read block by block.
+
+    Nothing is written to disk: ffmpeg's output goes through a pipe, its messages to a small temporary file. The
+    rate and channel count are ffprobe's (``-ar``/``-ac`` keep them fixed even if the stream changes mid-file);
+    ``aresample=async=1`` fills a hole in the timestamps (a damaged packet ffmpeg skipped) with silence, so what
+    follows stays in place. ``source`` has :class:`engine.audio._decode.Source`'s fields.
+    """
+
+    path: Path
+    ffmpeg: str
+    source: object
+    notes: list[str] = field(default_factory=list)
+    _process: subprocess.Popen | None = None
+    _stderr: object = None
+
+    @classmethod
+    def open(cls, path: Path, ffmpeg: str) -> PipeDecoder:
+        """Probe ``path`` (raises :class:`FFmpegError` with a readable reason) and get ready to decode it."""
+        from engine.audio._decode import Source
+
+        ffprobe = find_ffprobe()
+        if ffprobe is None:
+            raise FFmpegError("ffprobe (which comes with ffmpeg) is missing; " + INSTALL_HINT)
+        probed = probe(path, ffprobe)
+        if probed.samplerate <= 0 or probed.n_channels <= 0:
+            raise FFmpegError("is damaged or not an audio file (no samplerate or channels in its audio stream)")
+        if probed.codec in ("UNKNOWN", "NONE"):
+            raise FFmpegError("uses an audio codec that cannot be decoded")
+        source = Source(
+            samplerate=probed.samplerate,
+            n_channels=probed.n_channels,
+            n_frames=max(probed.n_samples, 0),
+            format=path.suffix.lstrip(".").upper() or probed.format,
+            subtype=probed.codec,
+            exact_length=False,
+        )
+        notes = [f"decoded with ffmpeg ({path.suffix.lower() or 'no extension'})"]
+        return cls(path=path, ffmpeg=ffmpeg, source=source, notes=notes)
+
+    def blocks(self, block_frames: int = 1 << 16) -> Iterator[np.ndarray]:
+        src = self.source
+        command = [
+            self.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
+            "-i", f"file:{self.path.resolve()}",
+            "-map", "0:a:0", "-vn", "-sn", "-dn", "-af", "aresample=async=1",
+            "-ac", str(src.n_channels), "-ar", str(src.samplerate),
+            "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
+        ]  # fmt: skip
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=subprocess_env(),
+            )
+        except OSError as err:
+            raise FFmpegError(f"could not run ffmpeg ({err.strerror or err})") from err
+        frame_bytes = 4 * src.n_channels
+        buffer = np.empty((block_frames, src.n_channels), dtype=np.float32)
+        raw = memoryview(buffer.reshape(-1).view(np.uint8))
+        stdout = self._process.stdout
+        assert stdout is not None
+        filled, n_read = 0, 0
+        while True:
+            got = stdout.readinto(raw[filled:])
+            if got:
+                filled += got
+                if filled < len(raw):
+                    continue
+            n = filled // frame_bytes
+            if n:
+                n_read += n
+                yield buffer[:n]
+                rest = filled - n * frame_bytes
+                raw[:rest] = raw[n * frame_bytes : filled]
+                filled = rest
+            if not got:
+                break
+        returncode = self._process.wait()
+        messages = self._messages()
+        if returncode != 0 and n_read == 0:
+            raise FFmpegError(_explain("\n".join(messages)))
+        if messages:
+            self.notes.append(f"ffmpeg skipped damaged data while decoding ({messages[0]})")
+
+    def _messages(self) -> list[str]:
+        if self._stderr is None:
+            return []
+        self._stderr.seek(0)
+        text = self._stderr.read(64 << 10).decode("utf-8", "replace")
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def finish_notes(self) -> list[str]:
+        return self.notes
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
 
 def decode_to_wav(path: Path, wav_path: Path, ffmpeg: str) -> list[str]:

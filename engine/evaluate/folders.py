@@ -18,7 +18,7 @@ import numpy as np
 from engine import STEM_NAMES
 from engine import audio as _audio
 from engine.errors import DatasetError
-from engine.evaluate.scores import TrackScores, evaluate_track
+from engine.evaluate.scores import TooShortError, TrackScores, evaluate_track, too_short_reason
 
 log = logging.getLogger("shotoku.evaluate")
 
@@ -146,6 +146,20 @@ def load_track(
     return references, estimates, samplerate or 0, notes
 
 
+def _too_short(
+    err: TooShortError,
+    references: dict[str, np.ndarray],
+    estimates: dict[str, np.ndarray],
+    ref_files: dict[str, Path],
+    est_files: dict[str, Path],
+) -> DatasetError:
+    """The error naming the shortest stem file of a track too short for BSS Eval (estimates named first)."""
+    lengths = [(x.shape[-1], est_files[s]) for s, x in estimates.items()]
+    lengths += [(x.shape[-1], ref_files[s]) for s, x in references.items()]
+    path = min(lengths, key=lambda item: item[0])[1]
+    return DatasetError(path, too_short_reason(err.n_samples, err.needed, err.window, err.samplerate))
+
+
 def evaluate_folders(
     reference_dir: str | Path,
     estimates_dir: str | Path,
@@ -168,9 +182,12 @@ def evaluate_folders(
                 "%s: no estimate matches a reference stem of track '%s': skipped", estimates_dir, name
             )
         else:
-            scores = evaluate_track(
-                references, estimates, samplerate, name=name, window_seconds=window_seconds
-            )
+            try:
+                scores = evaluate_track(
+                    references, estimates, samplerate, name=name, window_seconds=window_seconds
+                )
+            except TooShortError as err:
+                raise _too_short(err, references, estimates, ref_files, est_files) from None
             scores.notes[:0] = notes
             results.append(scores)
         if progress is not None:

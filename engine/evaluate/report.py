@@ -103,6 +103,12 @@ def write_json(path: str | Path, results: Results) -> Path:
     return path
 
 
+def readable(text: str) -> str:
+    """``text`` as valid unicode: bytes of a name that is not UTF-8 (``os.fsdecode``'s surrogate escapes) become
+    U+FFFD, so a report about such a folder can be written as UTF-8 and shown."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _cell(value: float, decimals: int) -> str:
     if np.isnan(value):
         return "–"
@@ -130,7 +136,7 @@ def markdown_table(
         + f" | {counts[method]} |"
         for method in results
     ]
-    return "\n".join([header, rule, *rows]) + "\n"
+    return readable("\n".join([header, rule, *rows]) + "\n")
 
 
 def markdown_report(results: Results, metrics: Sequence[str] = METRICS) -> str:
@@ -146,7 +152,7 @@ def markdown_report(results: Results, metrics: Sequence[str] = METRICS) -> str:
     ]
     if notes:
         parts.append("## Notes\n\n" + "\n".join(notes) + "\n")
-    return "\n".join(parts)
+    return readable("\n".join(parts))
 
 
 def boxplot_png(results: Results, stem: str, path: str | Path, metric: str = "SDR") -> Path:
@@ -167,10 +173,10 @@ def boxplot_png(results: Results, stem: str, path: str | Path, metric: str = "SD
     rng = np.random.default_rng(0)
     for x, values in zip(positions, finite, strict=True):
         axes.scatter(x + rng.uniform(-0.12, 0.12, values.size), values, s=12, alpha=0.6, zorder=3)
-    axes.set_xticks(positions, [f"{m}\n(n={d.size})" for m, d in zip(methods, finite, strict=True)])
+    axes.set_xticks(positions, [readable(f"{m}\n(n={d.size})") for m, d in zip(methods, finite, strict=True)])
     axes.set_ylabel(f"{metric} [dB]")
     label = metric_label(metric, _window_seconds(results), tracks="one point per track")
-    axes.set_title(f"{stem}\n{label}", fontsize=9)
+    axes.set_title(readable(f"{stem}\n{label}"), fontsize=9)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, format="png")

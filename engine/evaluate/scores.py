@@ -8,10 +8,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.evaluate.bss_eval import BSS_METRICS, bss_eval_v4
+from engine.evaluate.bss_eval import BSS_METRICS, bss_eval_v4, min_samples
 from engine.evaluate.metrics import FRAME_METRICS, METRICS, si_sdr, usdr
 
 log = logging.getLogger("shotoku.evaluate")
+
+
+class TooShortError(ValueError):
+    """The signals are too short for BSS Eval v4 (``n_samples`` < ``needed``; see :func:`too_short_reason`)."""
+
+    def __init__(self, name: str, n_samples: int, needed: int, window: int, samplerate: int) -> None:
+        self.n_samples, self.needed, self.window, self.samplerate = n_samples, needed, window, samplerate
+        super().__init__(f"{name}: the shortest signal {too_short_reason(n_samples, needed, window, samplerate)}")
+
+
+def too_short_reason(n_samples: int, needed: int, window: int, samplerate: int) -> str:
+    """Why ``n_samples`` cannot be scored (``needed`` from :func:`engine.evaluate.bss_eval.min_samples`)."""
+    have = f"{n_samples / samplerate:.2f} s long ({n_samples} samples)"
+    if needed <= window:
+        return (
+            f"is {have}, shorter than one BSS Eval window ({window / samplerate:.2f} s): too short to score "
+            f"(evaluate longer excerpts, or give a shorter --window)"
+        )
+    return (
+        f"is {have}: BSS Eval's distortion filters need at least {needed} samples "
+        f"({needed / samplerate:.2f} s) for these stems, so it is too short to score"
+    )
 
 
 def nan_median(values: np.ndarray | list[float]) -> float:
@@ -108,7 +130,9 @@ def evaluate_track(
     without a reference is ignored. Signals of different lengths are truncated to the shortest (noted in
     :attr:`TrackScores.notes` and logged). BSS Eval v4 runs on all evaluated stems together (interference is
     measured against the other evaluated stems, as museval does), windows of ``window_seconds`` every
-    ``hop_seconds`` (default: the window length).
+    ``hop_seconds`` (default: the window length). Signals shorter than one window (or than the distortion
+    filters have unknowns: :func:`~engine.evaluate.bss_eval.min_samples`) raise :class:`TooShortError` before
+    any least-squares work.
     """
     notes: list[str] = []
     stems = [stem for stem in references if stem in estimates]
@@ -147,6 +171,9 @@ def evaluate_track(
 
     window = max(1, int(round(window_seconds * samplerate)))
     hop = window if hop_seconds is None else max(1, int(round(hop_seconds * samplerate)))
+    needed = min_samples(len(stems), refs[0].shape[0], window, filters_len)
+    if n_samples < needed:  # refused before the least-squares solve, which would fit noise
+        raise TooShortError(name, n_samples, needed, window, samplerate)
     frames = bss_eval_v4(reference, estimate, window=window, hop=hop, filters_len=filters_len).as_dict()
     whole = usdr(reference, estimate)
     invariant = si_sdr(reference, estimate)
