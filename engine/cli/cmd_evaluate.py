@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine import STEM_NAMES
 from engine.evaluate.folders import evaluate_folders, find_tracks
-from engine.evaluate.report import markdown_table, write_reports
+from engine.evaluate.report import markdown_table, readable, write_reports
 from engine.progress import ProgressBar
 
 PRINTED_METRICS = ("SDR", "uSDR", "SI-SDR")
@@ -67,15 +67,22 @@ def _method_names(args: argparse.Namespace) -> list[str] | None:
     if args.name is not None:
         if len(args.name) != len(args.estimates):
             return None
-        return list(args.name)
+        return [readable(name) for name in args.name]
     names: list[str] = []
     for folder in args.estimates:
-        base = folder.resolve().name or str(folder)
+        base = readable(folder.resolve().name or str(folder))
         name, k = base, 2
         while name in names:
             name, k = f"{base} ({k})", k + 1
         names.append(name)
     return names
+
+
+def _print_text(text: str) -> None:
+    """Print ``text`` to stdout whatever its encoding holds (an ASCII terminal gets "?" for "–", "∞", U+FFFD)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    sys.stdout.write(text.encode(encoding, "replace").decode(encoding))
+    sys.stdout.flush()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +113,6 @@ def run(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     written = write_reports(results, args.out)
-    print("\n".join(markdown_table(results, metric) for metric in PRINTED_METRICS), end="")
+    _print_text("\n".join(markdown_table(results, metric) for metric in PRINTED_METRICS))
     print(f"shotoku: wrote {', '.join(p.name for p in written.values())} to {args.out}", file=sys.stderr)
     return 0

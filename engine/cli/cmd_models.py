@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.models.catalogue import get_card, list_cards
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the installed models", description="List the model registry.")
@@ -23,6 +21,8 @@ def _score_summary(scores: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.models.catalogue import get_card, list_cards  # torch is imported here, not for every command
+
     if args.name:
         print(json.dumps(get_card(args.name).to_json(), indent=2))
         return 0

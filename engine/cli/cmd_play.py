@@ -9,7 +9,10 @@ import argparse
 import math
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import PlaybackError
 
@@ -52,7 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", nargs=2, type=float, metavar=("A", "B"), help="loop from A to B seconds")
     p.add_argument("--device", help="output device index or name fragment (default: the system default)")
     p.add_argument("--latency", choices=("robust", "low"), default="robust", help="output latency preset")
-    p.add_argument("--threads", type=int, default=None, help="separation threads (default: cores - 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="separation threads (default: 1 on up to 4 cores, else (cores - 2) / 2: more threads "
+                   "than free cores collapse on a busy machine)")
     p.add_argument("--list-devices", action="store_true", help="list output devices and exit")
     p.set_defaults(run=run)
 
@@ -72,13 +77,52 @@ def _list_devices() -> int:
     return 0
 
 
+def _model_samplerate(name: str | None) -> int:
+    """The rate the song is decoded at: the model's (its card; no weights are loaded here), else 44.1 kHz."""
+    from engine.errors import ModelLoadError
+    from engine.models.cards import default_model_name, get_card
+
+    try:
+        return int(get_card(name or default_model_name()).samplerate)
+    except ModelLoadError:  # the session says what is wrong with the model when it opens the song
+        return 44100
+
+
+@contextmanager
+def _decoded(path: str, samplerate: int) -> Iterator[Any]:
+    """The song, decoded before any audio output opens (a bad file is refused here: exit 1, no device touched),
+    streamed into a temporary memory map at the model's rate and kept for as long as it plays."""
+    from engine.audio import open_audio_stream
+
+    with open_audio_stream(path, samplerate, 2) as audio:
+        yield audio
+
+
+def _separation_failure(session: Any) -> str | None:
+    """Why the background separation stopped (its one-line ``error``), or None while it runs or succeeded."""
+    separation = session.separation
+    error = separation.error if separation is not None else None
+    return str(error) if error else None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Play until the song (or ``--duration``) ends; Ctrl-C stops."""
+    """Play until the song (or ``--duration``) ends; Ctrl-C stops. Exit 1 when the file cannot be played or the
+    separation fails (its reason on stderr)."""
     if args.list_devices:
         return _list_devices()
     if not args.file:
         print("shotoku play: error: FILE is required (or --list-devices)", file=sys.stderr)
         return 2
+    from engine.cli import say
+
+    with _decoded(args.file, _model_samplerate(args.model)) as audio:
+        for note in audio.notes:
+            say(f"shotoku play: {Path(args.file).name}: {note}")
+        return _play(args, audio)
+
+
+def _play(args: argparse.Namespace, audio: Any) -> int:
+    from engine.cli import display_text, say
     from engine.playback.session import PlaybackSession, SessionState
     from engine.playback.tuning import tune_process_for_playback
 
@@ -88,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if session.state == SessionState.NO_OUTPUT:
             raise PlaybackError(session.message or "no audio output")
-        session.open(args.file, play=False)
+        session.open(audio, play=False)
+        session.title = display_text(Path(args.file).name)
         try:
             session.apply_mix(_mix_from_options(session.mix, args))
         except ValueError as err:
@@ -104,6 +149,12 @@ def run(args: argparse.Namespace) -> int:
         last_line = 0.0
         while True:
             time.sleep(0.1)
+            failure = _separation_failure(session)
+            if failure is not None:
+                if tty:
+                    sys.stderr.write("\n")
+                say(f"shotoku play: error: separation failed: {failure}")
+                return 1
             state = session.state
             if state in (SessionState.DEVICE_LOST, SessionState.NO_OUTPUT):
                 raise PlaybackError(session.message or "audio output lost")
@@ -121,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         if tty:
             sys.stderr.write("\n")
         if session.message:
-            print(f"shotoku play: {session.message}", file=sys.stderr)
+            say(f"shotoku play: {session.message}")
         return 0
     finally:
         session.close()

@@ -7,6 +7,8 @@ A shipped model is a folder ``resources/models/<name>/`` holding ``card.json`` a
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,74 @@ WEIGHTS_FILE = "weights.safetensors"
 #: Kinds of card: "neural" (trained weights), "reference" (no weights, works on any song),
 #: "oracle" (needs the reference stems: evaluation upper bounds), "test" (hidden from the GUI).
 CARD_KINDS = ("neural", "reference", "oracle", "test")
+#: A model name: letters, digits, ".", "_", "-" (a folder name in the registry, never a path).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Bounds a card's numbers must keep (a card is data from disk: a wrong type or value is refused when read).
+MAX_SEGMENT_SECONDS = 120.0
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TEXT_FIELDS = ("name", "architecture", "summary", "paper")
+_DICT_FIELDS = ("config", "training", "scores", "speed")
+#: Pipeline keys of a config that every architecture reads (see engine.models.masking): checked like the card's.
+_CONFIG_POSITIVE_INTS = ("n_fft", "hop_length", "n_channels", "samplerate")
+
+
+def check_name(name: object) -> str:
+    """``name`` if it is a model name (see :data:`NAME_PATTERN`); ModelLoadError otherwise (a path, say)."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ModelLoadError(None, f"{name!r} is not a model name (letters, digits, '.', '_' and '-'; not a path)")
+    return name
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _segment_ok(value: object) -> bool:
+    return _is_number(value) and 0 < value <= MAX_SEGMENT_SECONDS  # type: ignore[operator]
+
+
+def card_problems(data: dict[str, Any]) -> list[str]:
+    """What is wrong with a card's fields (types, ranges), in words; empty when the card is usable."""
+    problems = []
+    for key in _TEXT_FIELDS:
+        if key in data and not isinstance(data[key], str):
+            problems.append(f"{key} must be text, got {data[key]!r}")
+    for key in _DICT_FIELDS:
+        if key in data and not isinstance(data[key], dict):
+            problems.append(f"{key} must be an object, got {type(data[key]).__name__}")
+    sources = data.get("sources", [])
+    if not isinstance(sources, list) or not sources or not all(isinstance(s, str) and s for s in sources) \
+            or len(set(sources)) != len(sources):
+        problems.append(f"sources must be a list of distinct stem names, got {sources!r}")
+    if "samplerate" in data and not (_is_int(data["samplerate"]) and 1000 <= data["samplerate"] <= 768_000):
+        problems.append(f"samplerate must be a whole number of Hz (1000-768000), got {data['samplerate']!r}")
+    if "n_channels" in data and not (_is_int(data["n_channels"]) and 1 <= data["n_channels"] <= 64):
+        problems.append(f"n_channels must be 1-64, got {data['n_channels']!r}")
+    if "segment_seconds" in data and not _segment_ok(data["segment_seconds"]):
+        problems.append(f"segment_seconds must be a number of seconds in (0, {MAX_SEGMENT_SECONDS:g}], "
+                        f"got {data['segment_seconds']!r}")  # fmt: skip
+    if "default" in data and not isinstance(data["default"], bool):
+        problems.append(f"default must be true or false, got {data['default']!r}")
+    sha = data.get("weights_sha256")
+    if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+        problems.append(f"weights_sha256 must be 64 lowercase hex digits or null, got {sha!r}")
+    if data.get("weights_dtype") is not None and not isinstance(data["weights_dtype"], str):
+        problems.append(f"weights_dtype must be text or null, got {data['weights_dtype']!r}")
+    if "name" in data and isinstance(data["name"], str) and not NAME_PATTERN.fullmatch(data["name"]):
+        problems.append(f"name {data['name']!r} is not a model name (letters, digits, '.', '_', '-')")
+    config = data.get("config", {})
+    if isinstance(config, dict):
+        if "segment_seconds" in config and not _segment_ok(config["segment_seconds"]):
+            problems.append(f"config.segment_seconds must be a number of seconds in (0, {MAX_SEGMENT_SECONDS:g}], "
+                            f"got {config['segment_seconds']!r}")  # fmt: skip
+        for key in _CONFIG_POSITIVE_INTS:
+            if key in config and not (_is_int(config[key]) and config[key] > 0):
+                problems.append(f"config.{key} must be a positive whole number, got {config[key]!r}")
+    return problems
 
 
 @dataclass
@@ -70,6 +140,9 @@ class ModelCard:
             raise ValueError(f"unknown card fields: {', '.join(sorted(unknown))}")
         if data.get("kind", "neural") not in CARD_KINDS:
             raise ValueError(f"kind must be one of {CARD_KINDS}")
+        problems = card_problems(data)
+        if problems:
+            raise ValueError("; ".join(problems))
         return cls(**data, folder=folder)
 
 
@@ -78,10 +151,18 @@ def read_card(folder: Path) -> ModelCard:
     path = folder / CARD_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         return ModelCard.from_json(data, folder=folder)
     except FileNotFoundError:
         raise ModelLoadError(path, "model card is missing") from None
-    except (json.JSONDecodeError, TypeError, ValueError) as err:
+    except IsADirectoryError:
+        raise ModelLoadError(path, "model card is a folder, not a file") from None
+    except PermissionError:
+        raise ModelLoadError(path, "model card cannot be read (permission denied)") from None
+    except OSError as err:
+        raise ModelLoadError(path, f"model card cannot be read ({err.strerror or err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as err:
         raise ModelLoadError(path, f"model card is not valid: {err}") from None
 
 
@@ -105,6 +186,7 @@ def list_cards(include_hidden: bool = False, root: Path | None = None) -> list[M
 
 def get_card(name: str, root: Path | None = None) -> ModelCard:
     """The card of model ``name``; ModelLoadError listing the known names when there is none."""
+    check_name(name)
     root = root or models_dir()
     folder = root / name
     if not (folder / CARD_FILE).is_file():

@@ -73,8 +73,9 @@ def load_from_card(card: ModelCard) -> nn.Module:
     """Build the model a card describes and load its verified weights (CPU, eval mode)."""
     try:
         model = build_model(card.architecture, dict(card.config))
-    except TypeError as err:
-        raise ModelLoadError(card.folder, f"card config does not fit architecture {card.architecture!r}: {err}") from None
+    except (TypeError, ValueError, OverflowError, RuntimeError, MemoryError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelLoadError(card.folder, f"card config does not fit architecture {card.architecture!r}: {first}") from None
     if card.weights_sha256 is not None:
         assert card.weights_path is not None
         state = load_verified(card.weights_path, card.weights_sha256)

@@ -9,7 +9,8 @@ One entry per (audio content, model name, weights sha256) lives in ``cache_dir()
 A region (``region_samples`` samples, the last one shorter) is recorded in ``meta.json`` only after its samples
 were written, with the CRC-32 of those samples. A reader re-checks each region's CRC before trusting it
 (:meth:`StemEntry.verify`), so a partial entry resumes where it stopped and a corrupt region is recomputed.
-A ``meta.json`` that cannot be read or disagrees with the data file's size throws the entry away.
+A ``meta.json`` that cannot be read, holds a value of the wrong type or range (:func:`meta_problem`), or disagrees
+with the data file's size throws the entry away: it is recomputed, with one warning line saying why.
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import mmap
 import shutil
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from engine.atomic import atomic_write_text
+from engine.audio.pages import release_rows
+from engine.errors import SeparationCancelled
 from engine.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,13 @@ _open_keys: dict[str, int] = {}
 _open_lock = threading.Lock()
 
 
-def cache_key(samples: np.ndarray, samplerate: int, model_name: str, weights_sha256: str | None) -> str:
-    """Hex key of an entry: sha256 over the audio samples ``(n_channels, n_samples)``, its rate and the model."""
+def cache_key(samples: np.ndarray, samplerate: int, model_name: str, weights_sha256: str | None,
+              cancel: Callable[[], bool] | None = None) -> str:
+    """Hex key of an entry: sha256 over the audio samples ``(n_channels, n_samples)``, its rate and the model.
+
+    ``cancel`` is asked between slices (a long song takes seconds to hash on a busy machine); when it returns True
+    this raises :class:`~engine.errors.SeparationCancelled` (the playback side closes within its bound).
+    """
     digest = hashlib.sha256()
     digest.update(f"shotoku-stems-v{FORMAT_VERSION}|{model_name}|{weights_sha256 or '-'}|{samplerate}|".encode())
     digest.update(f"{samples.shape}|{samples.dtype.str}|".encode())
@@ -53,6 +61,8 @@ def cache_key(samples: np.ndarray, samplerate: int, model_name: str, weights_sha
     step = 1 << 22  # hash in slices: hashlib releases the GIL on large buffers
     flat = data.reshape(-1).view(np.uint8)
     for offset in range(0, flat.size, step):
+        if cancel is not None and cancel():
+            raise SeparationCancelled()
         digest.update(flat[offset:offset + step].data)
     return digest.hexdigest()[:40]
 
@@ -73,19 +83,47 @@ def drop_pages(array: np.memmap, start: int, stop: int) -> None:
     reads them again. Used where a process wrote or checked a span it will not read again soon.
     """
     mm = getattr(array, "_mmap", None)
-    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+    if mm is None:
         return
-    n_samples, itemsize, page = array.shape[-1], array.itemsize, mmap.PAGESIZE
+    n_samples, itemsize = array.shape[-1], array.itemsize
     base_offset = getattr(array, "offset", 0)
-    for row in range(int(np.prod(array.shape[:-1]))):
-        lo = base_offset + (row * n_samples + start) * itemsize
-        hi = base_offset + (row * n_samples + stop) * itemsize
-        lo, hi = -(-lo // page) * page, hi // page * page
-        if hi > lo:
-            try:
-                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-            except (OSError, ValueError):
-                return
+    rows = [base_offset + row * n_samples * itemsize for row in range(int(np.prod(array.shape[:-1])))]
+    release_rows(mm, rows, itemsize, start, stop, n_samples)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def meta_problem(meta: object) -> str | None:
+    """What makes a parsed ``meta.json`` unusable (a wrong type or range), in words, or None when it is usable."""
+    if not isinstance(meta, dict):
+        return "is not a JSON object"
+    if meta.get("version") != FORMAT_VERSION:
+        return f"has version {meta.get('version')!r}, not {FORMAT_VERSION}"
+    shape = meta.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(n) and n >= 0 for n in shape)
+            and shape[0] >= 1 and shape[1] >= 1):  # fmt: skip
+        return f"has a bad shape {shape!r}"
+    sources = meta.get("sources")
+    if not (isinstance(sources, list) and len(sources) == shape[0] and all(isinstance(s, str) for s in sources)):
+        return f"has bad sources {sources!r}"
+    for key in ("samplerate", "region_samples"):
+        if not (_is_int(meta.get(key)) and meta[key] > 0):
+            return f"has a bad {key} {meta.get(key)!r}"
+    regions = meta.get("regions")
+    if not isinstance(regions, dict):
+        return "has no region table"
+    for k, crc in regions.items():
+        if not (isinstance(k, str) and k.isdigit() and _is_int(crc) and 0 <= crc < 2**32):
+            return f"has a bad region entry {k!r}: {crc!r}"
+    for key in ("last_used", "created"):
+        value = meta.get(key, 0.0)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+            return f"has a bad {key} {value!r}"
+    if "info" in meta and not isinstance(meta["info"], dict):
+        return "has a bad info field"
+    return None
 
 
 @dataclass(frozen=True)
@@ -264,16 +302,23 @@ class StemCache:
         return entry
 
     @staticmethod
-    def _read_meta(path: Path) -> dict | None:
+    def _read_meta(path: Path, warn: bool = True) -> dict | None:
+        """The entry's meta when it is usable, else None (with a warning naming the problem when ``warn``)."""
         try:
             meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-            if meta.get("version") != FORMAT_VERSION or not isinstance(meta.get("regions"), dict):
-                return None
-            if not (path / DATA_FILE).is_file():
-                return None
-            return meta
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as err:
+            problem: str | None = f"cannot be read ({type(err).__name__})"
+        else:
+            problem = meta_problem(meta)
+            if problem is None and not (path / DATA_FILE).is_file():
+                problem = f"its {DATA_FILE} is missing"
+        if problem is not None:
+            if warn:
+                log.warning("stem cache %s: %s %s, recomputing the entry", path.name, META_FILE, problem)
+            return None
+        return meta
 
     def entries(self) -> list[EntryInfo]:
         """Every entry, least recently used first (unreadable ones count as oldest)."""
@@ -283,7 +328,7 @@ class StemCache:
         for path in self.root.iterdir():
             if not path.is_dir():
                 continue
-            meta = self._read_meta(path)
+            meta = self._read_meta(path, warn=False)
             data = path / DATA_FILE
             size = data.stat().st_size if data.is_file() else 0
             if meta is None:

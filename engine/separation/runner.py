@@ -9,6 +9,7 @@ each step is logged and kept in :attr:`ChunkRunner.notes`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import numpy as np
@@ -22,6 +23,57 @@ log = logging.getLogger(__name__)
 
 #: Smallest chunk the out-of-memory fallback halves down to before moving to the CPU.
 MIN_SEGMENT_SAMPLES = 4096
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(n_cores: int | None = None) -> int:
+    """The one thread rule: torch CPU threads for a separation when the user does not choose (``--threads``).
+
+    Every default in the project comes from here: ``shotoku separate``, ``shotoku play``, the playback session's
+    streaming worker and the app. The rule is **1 thread on machines of up to 4 cores, and ``(cores - 2) // 2``
+    above that** (at most half of the cores, two kept for the audio thread, the GUI and whatever else runs), so
+    the model's threads never outnumber the cores left free by one other busy program.
+
+    Why: torch's intra-op threads wait for each other at every operation. When another busy process takes a core
+    away from one of them, the rest spin at the barrier, and inference collapses instead of slowing down (on the
+    development machines, 2 threads on 2 cores with one other busy process slowed 10-20x while 1 thread barely
+    slowed). Measured on a 2-core machine (issue 10; the output is identical whatever the count):
+
+    ===========================================  =========  =========
+    ``shotoku separate``, busy 2-core machine     1 thread   2 threads
+    ===========================================  =========  =========
+    3:35 song                                      29.0 s    161.8 s
+    20-minute song                                   92 s    26 min
+    ===========================================  =========  =========
+
+    ``bench/threads.py`` measures one model with 1, 2, ... cores threads on an idle machine and with every core
+    kept busy by one busy-loop process per core (``python bench/threads.py``: openunmix, 60 s song, 2 cores,
+    2026-12-01, load average 1.0 before the run; output hash identical in every cell):
+
+    =======  ==================  ==================  ===========
+    threads  idle x real time    busy x real time    busy / idle
+    =======  ==================  ==================  ===========
+    1        25.4x (2.36 s)      19.3x (3.11 s)      1.3
+    2        40.0x (1.50 s)       8.8x (6.81 s)      4.5
+    =======  ==================  ==================  ===========
+
+    Two threads win by 1.6x on an idle machine and lose by 2.2x once anything else runs; a desktop app is never
+    alone on the machine, so the rule takes the figure that does not collapse.
+
+    Args:
+        n_cores: cores to plan for (default: :func:`available_cores`).
+    Returns:
+        The number of threads, at least 1.
+    """
+    cores = available_cores() if n_cores is None else max(1, int(n_cores))
+    return 1 if cores <= 4 else (cores - 2) // 2
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -118,3 +118,35 @@ def test_lru_eviction_keeps_open_and_recent_entries() -> None:
     assert cache.evict() == ["c", "d"], "both exceed the limit once nothing is open; oldest first"
     cache.clear()
     assert cache.entries() == []
+
+
+WRONG_TYPES = [
+    {"regions": {"0": "abc"}}, {"regions": {"x": 1}}, {"regions": [1, 2]}, {"regions": {"0": -5}},
+    {"last_used": "yesterday"}, {"created": None}, {"region_samples": 0}, {"region_samples": "4096"},
+    {"samplerate": 44100.5}, {"shape": "big"}, {"shape": [4, 2]}, {"shape": [4, 2, -1]}, {"sources": 4},
+    {"sources": ["vocals"]}, {"version": "1"}, {"info": "x"},
+]
+
+
+@pytest.mark.parametrize("damage", WRONG_TYPES, ids=[json.dumps(d) for d in WRONG_TYPES])
+def test_meta_with_wrongly_typed_values_is_a_corrupt_entry(damage: dict, caplog: pytest.LogCaptureFixture) -> None:
+    cache = StemCache()
+    entry = open_entry(cache)
+    entry.write(0, np.ones((4, 2, 10_000), dtype=np.float32))
+    entry.mark_done(0)
+    path = entry.path
+    entry.close()
+    meta = json.loads((path / META_FILE).read_text())
+    meta.update(damage)
+    (path / META_FILE).write_text(json.dumps(meta))
+    assert len(cache.entries()) == 1 and cache.size_bytes() > 0  # listing and eviction read it without a crash
+    with caplog.at_level("WARNING", logger="engine.separation.cache"):
+        again = open_entry(cache)
+    assert again.recorded.sum() == 0 and not np.asarray(again.stems).any()  # recomputed from nothing
+    (note,) = [r.getMessage() for r in caplog.records]
+    assert "meta.json" in note and "recomputing" in note and "\n" not in note
+    again.mark_done(0)
+    again.close()
+    assert json.loads((path / META_FILE).read_text())["regions"] == {"0": again._meta["regions"]["0"]}  # repaired
+    cache.evict(reserve_bytes=1 << 40)  # eviction copes with the repaired entry too
+    assert cache.entries() == []

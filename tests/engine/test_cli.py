@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +190,239 @@ def test_entry_point_runs_as_a_process(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("shotoku: error:")
+
+
+# -- issue 10: hostile names, batches, option values, models given as paths, the play exit code ----------------
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [("...flac", "__"), ("..wav", "_"), (".hidden.wav", "_hidden"), ("a\nb.wav", "a_b"), ("back\\slash.wav", "back_slash"),
+     ("東京 café.flac", "東京 café"), ("song.stem.mp4", "song"), ("noext", "noext"), (".wav", "_wav")],
+)
+def test_song_folder_names_are_safe(name, folder):
+    from engine.separation.stemset import song_folder_name
+
+    assert song_folder_name(Path(name)) == folder
+
+
+@pytest.mark.parametrize("name", ["...flac", "..wav", ".hidden.wav"])
+def test_stems_are_never_written_outside_the_output_folder(tmp_path, capsys, name):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    song = inputs / name
+    write_song(song, seconds=0.3, format="FLAC" if name.endswith("flac") else "WAV")
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "separate", str(song), "-o", str(out), "--model", "identity")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+    assert [p.name for p in inputs.iterdir()] == [name]
+    (folder,) = out.iterdir()
+    assert not folder.name.startswith(".") and folder.name not in (".", "..")
+    assert all(Path(line).parent == folder for line in stdout.splitlines())
+
+
+def test_two_inputs_with_one_song_name_refuse_the_batch_up_front(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_song(tmp_path / "a" / "song.flac", format="FLAC")
+    write_song(tmp_path / "b" / "song.wav")
+    with pytest.raises(SystemExit) as exc:
+        main(["separate", str(tmp_path / "a" / "song.flac"), str(tmp_path / "b" / "song.wav"),
+              "-o", str(tmp_path / "o"), "--model", "identity"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert str(tmp_path / "a" / "song.flac") in line and str(tmp_path / "b" / "song.wav") in line and "'song'" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_one_file_given_twice_is_separated_once(tmp_path, capsys):
+    song = tmp_path / "twice.wav"
+    write_song(song)
+    code, out, err = run_cli(capsys, "separate", str(song), str(song), "-o", str(tmp_path / "o"), "--model", "identity")
+    assert code == 0 and "given more than once; separated once" in err
+    assert len(out.split()) == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("0.00001", "must be between 0.05 and 120 seconds"), ("nan", "must be a number of seconds"),
+     ("inf", "must be a number of seconds"), ("1e9", "must be between 0.05 and 120 seconds"), ("-1", "must be positive")],
+)
+def test_segment_values_are_bounded_usage_errors(tmp_path, capsys, value, reason):
+    song = tmp_path / "s.wav"
+    write_song(song)
+    with pytest.raises(SystemExit) as exc:
+        main(["separate", str(song), "-o", str(tmp_path / "o"), "--model", "identity", "--segment", value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"--segment {float(value)}: {reason}" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "100000"])
+def test_thread_counts_are_bounded_usage_errors(tmp_path, capsys, value):
+    song = tmp_path / "s.wav"
+    write_song(song)
+    with pytest.raises(SystemExit) as exc:
+        main(["separate", str(song), "-o", str(tmp_path / "o"), "--model", "identity", "--threads", value])
+    assert exc.value.code == 2 and f"--threads {value}: must be between 1 and" in capsys.readouterr().err
+
+
+def copy_card(tmp_path: Path, name: str = "identity", **changes) -> Path:
+    """A model folder outside the registry: a copy of a shipped card with ``changes``."""
+    import json
+
+    from engine.paths import models_dir
+
+    folder = tmp_path / "models" / name
+    folder.mkdir(parents=True)
+    card = json.loads((models_dir() / name / "card.json").read_text())
+    card.update(changes)
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_a_model_name_is_a_name_and_model_dir_loads_a_folder(tmp_path, capsys):
+    song = tmp_path / "s.wav"
+    write_song(song)
+    folder = copy_card(tmp_path)
+    relative = os.path.relpath(folder, ROOT / "resources" / "models")
+    with pytest.raises(SystemExit) as exc:
+        main(["separate", str(song), "-o", str(tmp_path / "o"), "--model", relative])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "a model name is a name" in err and "--model-dir" in err
+    code, out, err = run_cli(capsys, "separate", str(song), "-o", str(tmp_path / "o"), "--model-dir", str(folder))
+    assert code == 0 and len(out.split()) == 4, err
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [({"weights_sha256": 12345}, "weights_sha256 must be"), ({"config": "fast"}, "config must be an object"),
+     ({"segment_seconds": 0}, "segment_seconds must be"), ({"config": {"segment_seconds": 0}}, "config.segment_seconds"),
+     ({"sources": "vocals"}, "sources must be"), ({"samplerate": "44100"}, "samplerate must be")],
+)
+def test_malformed_cards_are_one_line_exit_1(tmp_path, capsys, changes, reason):
+    song = tmp_path / "s.wav"
+    write_song(song)
+    folder = copy_card(tmp_path, **changes)
+    code, _, err = run_cli(capsys, "separate", str(song), "-o", str(tmp_path / "o"), "--model-dir", str(folder))
+    assert code == 1 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("shotoku: error:")]
+    assert str(folder / "card.json") in line and "model card is not valid" in line and reason in line, line
+
+
+def test_weights_full_of_nan_with_a_matching_checksum_are_refused(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from engine.models.catalogue import build_model, save_model
+
+    model = build_model("tiny", {"segment_seconds": 0.5, "seed": 1})
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    save_model(model, "nanny", {"architecture": "tiny", "kind": "test", "config": {"segment_seconds": 0.5},
+                                "sources": ["vocals", "drums", "bass", "other"], "segment_seconds": 0.5},
+               root=tmp_path, dtype=None)  # fmt: skip
+    assert json.loads((tmp_path / "nanny" / "card.json").read_text())["weights_sha256"]  # the checksum matches
+    song = tmp_path / "s.wav"
+    write_song(song)
+    code, out, err = run_cli(capsys, "separate", str(song), "-o", str(tmp_path / "o"), "--model-dir",
+                             str(tmp_path / "nanny"))  # fmt: skip
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert "NaN or infinite" in err and str(tmp_path / "nanny" / "weights.safetensors") in err
+
+
+def test_unreadable_weights_are_one_line_exit_1(tmp_path):
+    from tests.hostile.runner import error_lines, permissions_bind, run_shotoku
+
+    if (why := permissions_bind(tmp_path)) is not None:
+        pytest.skip(why)
+    from engine.paths import models_dir
+
+    folder = tmp_path / "wavenet"
+    shutil.copytree(models_dir() / "wavenet", folder)
+    (folder / "weights.safetensors").chmod(0)
+    song = tmp_path / "s.wav"
+    write_song(song)
+    result = run_shotoku("separate", song, "-o", tmp_path / "o", "--model-dir", folder, unprivileged=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = error_lines(result)
+    assert "weights cannot be read (permission denied)" in line and str(folder) in line
+
+
+def test_messages_and_paths_print_whatever_the_name(tmp_path, capsys):
+    from engine.cli import display_text
+
+    assert display_text("a\nb\tc\x07d") == "a\\nb\\tc\\x07d"
+    assert display_text(os.fsdecode(b"caf\xe9.wav")) == "caf\\xe9.wav"
+    assert display_text("東京 café ♫") == "東京 café ♫"
+    song = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9\nx.wav")))
+    code, _, err = run_cli(capsys, "separate", str(song), "--model", "identity", "-o", str(tmp_path / "o"))
+    assert code == 1 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("shotoku: error:")]
+    assert "caf\\xe9\\nx.wav: file not found" in line
+
+
+class _DyingSession:
+    """A stand-in PlaybackSession whose separation child dies once playback started."""
+
+    def __init__(self, **_kwargs) -> None:
+        from engine.playback.mix import MixState
+        from engine.playback.session import SessionState
+
+        self.state, self.message, self.title = SessionState.PLAYING, "", ""
+        self.mix, self.position_seconds, self.duration_seconds = MixState.default(["vocals", "drums"]), 0.0, 1.0
+        self.separated_fraction, self.underruns, self.closed = 0.0, 0, False
+        self.separation = type("Separation", (), {"error": None})()
+
+    def open(self, audio, play: bool = True) -> None:
+        self.audio = audio
+
+    def apply_mix(self, mix) -> None:
+        self.mix = mix
+
+    def play(self) -> None:
+        self.separation.error = "the separation process died (killed by signal 9)"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_play_says_why_when_the_separation_dies_and_exits_1(tmp_path, capsys, monkeypatch):
+    from engine.playback import session as session_module
+
+    sessions = []
+    monkeypatch.setattr(session_module, "PlaybackSession", lambda **kw: sessions.append(_DyingSession(**kw))
+                        or sessions[-1])  # fmt: skip
+    song = tmp_path / "s.wav"
+    write_song(song)
+    assert main(["play", str(song), "--gain", "vocals=-inf"]) == 1
+    err = capsys.readouterr().err
+    assert "shotoku play: error: separation failed: the separation process died (killed by signal 9)" in err
+    assert "Traceback" not in err and sessions[0].closed
+
+
+def test_sigterm_handling_is_restored_after_main(tmp_path, capsys):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    run_cli(capsys, "separate", str(tmp_path / "missing.wav"), "--model", "identity")
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_long_song_at_another_rate_is_resampled_through_a_file_as_in_memory(monkeypatch, tmp_path):
+    """The streamed resampling of long inputs (into an unlinked file) gives what the in-memory one gives."""
+    from engine.separation import separator as separator_module
+
+    rng = np.random.default_rng(0)
+    mix = (0.1 * rng.standard_normal((2, 48000 * 3))).astype(np.float32)
+    path = tmp_path / "mix.f32"
+    mix.tofile(path)
+    mapped = np.memmap(path, dtype=np.float32, mode="r", shape=mix.shape)
+    sep = separator_module.Separator("identity", segment_seconds=1.0, n_threads=1)
+    whole = sep.separate(mix, 48000)["vocals"]
+    monkeypatch.setattr(separator_module, "_LONG_SAMPLES", 1 << 14)
+    streamed = sep.separate(mapped, 48000)["vocals"]
+    assert streamed.shape == whole.shape == mix.shape
+    assert np.abs(streamed - whole).max() < 1e-6  # the same resampler, run in blocks

@@ -126,3 +126,79 @@ def test_default_model_prefers_the_flagged_card(saved_tiny):
     fields = dict(TINY_FIELDS, kind="neural", default=True)
     save_model(model, "flagged", fields, root=root)
     assert default_model_name(root=root) == "flagged"
+
+
+BAD_FIELDS = [
+    ({"weights_sha256": 12345}, "weights_sha256 must be"),
+    ({"weights_sha256": "abc"}, "weights_sha256 must be"),
+    ({"config": "fast"}, "config must be an object"),
+    ({"segment_seconds": 0}, "segment_seconds must be"),
+    ({"segment_seconds": "long"}, "segment_seconds must be"),
+    ({"segment_seconds": 1e9}, "segment_seconds must be"),
+    ({"config": {"segment_seconds": 0}}, "config.segment_seconds must be"),
+    ({"config": {"n_fft": -4}}, "config.n_fft must be"),
+    ({"sources": []}, "sources must be"),
+    ({"sources": ["vocals", "vocals"]}, "sources must be"),
+    ({"samplerate": 0}, "samplerate must be"),
+    ({"n_channels": True}, "n_channels must be"),
+    ({"default": "yes"}, "default must be"),
+    ({"summary": 3}, "summary must be text"),
+    ({"scores": []}, "scores must be an object"),
+]
+
+
+@pytest.mark.parametrize(("changes", "reason"), BAD_FIELDS, ids=[json.dumps(c) for c, _ in BAD_FIELDS])
+def test_malformed_cards_are_refused_naming_the_field(saved_tiny, changes, reason):
+    root, _ = saved_tiny
+    card_path = root / "mytiny" / "card.json"
+    card = json.loads(card_path.read_text())
+    card.update(changes)
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="model card is not valid") as err:
+        load_model("mytiny", root=root)
+    assert reason in str(err.value) and str(card_path) in str(err.value) and "\n" not in str(err.value)
+    assert list_cards(include_hidden=True, root=root) == []  # skipped in the list, never raised there
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"a string"', "null", "\xff\xfe"])
+def test_a_card_that_is_not_an_object_is_refused(tmp_path, text):
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "card.json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(ModelLoadError, match="model card is not valid"):
+        get_card("odd", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../somewhere", "a/b", "/etc", "..", ".hidden", "", "with space"])
+def test_a_model_name_is_never_a_path(tmp_path, name):
+    (tmp_path / "somewhere").mkdir()
+    with pytest.raises(ModelLoadError, match="is not a model name"):
+        get_card(name, root=tmp_path / "registry")
+
+
+def test_weights_full_of_nan_with_a_matching_checksum_are_refused(tmp_path):
+    model = build_model("tiny", TINY_FIELDS["config"])
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[3] = float("inf")
+    save_model(model, "broken", TINY_FIELDS, root=tmp_path, dtype=None)
+    with pytest.raises(ModelLoadError, match="NaN or infinite values") as err:
+        load_model("broken", root=tmp_path)
+    assert "weights.safetensors" in str(err.value)
+
+
+def test_weights_that_are_not_a_file_are_refused(saved_tiny):
+    root, _ = saved_tiny
+    weights = root / "mytiny" / "weights.safetensors"
+    weights.unlink()
+    weights.mkdir()
+    with pytest.raises(ModelLoadError, match="not a regular file"):
+        load_model("mytiny", root=root)
+
+
+def test_a_config_the_architecture_cannot_build_is_a_model_load_error(saved_tiny):
+    root, _ = saved_tiny
+    card_path = root / "mytiny" / "card.json"
+    card = json.loads(card_path.read_text())
+    card["config"]["hidden"] = -3
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="does not fit architecture"):
+        load_model("mytiny", root=root)

@@ -1,0 +1,1 @@
+"""The hostile-input corpus: bad, odd and valid-but-strange inputs every entry point must survive."""
