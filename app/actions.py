@@ -13,8 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, QUrl
-from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence, QShortcut
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QIcon, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -28,9 +28,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.audio_menu import AudioMenu
-from app.model_picker import ModelsDialog
+from app.keys import KEYS, SEEK_STEP_SECONDS, Key, key
 from engine import STEM_NAMES
-from engine.paths import resources_dir
 from engine.playback.mix import PRACTICE_DB, PRESET_HELP
 
 if TYPE_CHECKING:
@@ -38,9 +37,7 @@ if TYPE_CHECKING:
     from app.views.mixer import MixerPanel
     from app.views.spectrogram import SpectrogramStack
 
-#: US-layout characters of Shift+1..4, so "shift+1" works whatever Qt reports for the key.
-_SHIFTED_DIGITS = ("!", "@", "#", "$")
-SEEK_STEP = 5.0
+SEEK_STEP = SEEK_STEP_SECONDS
 #: The preset toolbar's buttons (the practice preset has its own menu button).
 PRESET_BUTTONS = (("karaoke", "Karaoke"), ("a cappella", "A cappella"), ("drumless", "Drumless"),
                   ("bassless", "Bassless"))
@@ -56,6 +53,10 @@ class ViewIntents:
     export: Callable[[], object]
     apply_preset: Callable[[str, str | None], None]
     quit: Callable[[], object]
+    keyboard_reference: Callable[[], object]
+    about: Callable[[], object]
+    user_guide: Callable[[], object]
+    models: Callable[[], object]
 
 
 @dataclass
@@ -75,19 +76,26 @@ class WindowActions:
     log_frequency_action: QAction
     follow_action: QAction
     audio_menu: AudioMenu
+    mixer_action: QAction
+    play_button: QToolButton
     shortcuts: list[QShortcut] = field(default_factory=list)
+    #: every entry of :data:`app.keys.KEYS` by id: the QAction or QShortcut it is registered on
+    bindings: dict[str, QAction | QShortcut] = field(default_factory=dict)
 
     def show_playing(self, playing: bool) -> None:
-        """The play button says what it will do: Pause while playing, Play otherwise."""
+        """The play button says what it will do: Pause while playing, Play otherwise (its width stays put)."""
         self.play_action.setText("Pause" if playing else "Play")
         self.play_action.setIcon(self.pause_icon if playing else self.play_icon)
 
 
-def _action(parent: QObject, text: str, slot: Callable[[], object], shortcut: str | QKeySequence | None = None,
-            tip: str | None = None) -> QAction:
+def _action(parent: QObject, text: str, slot: Callable[[], object], shortcut: Key | None = None,
+            tip: str | None = None, bindings: dict[str, QAction | QShortcut] | None = None) -> QAction:
+    """A QAction; ``shortcut`` (an :data:`app.keys.KEYS` entry) is set on it and recorded in ``bindings``."""
     action = QAction(text, parent)
-    if shortcut:
-        action.setShortcut(QKeySequence(shortcut))
+    if shortcut is not None:
+        action.setShortcut(shortcut.key_sequence())
+        if bindings is not None:
+            bindings[shortcut.id] = action
     if tip:
         action.setToolTip(tip)
         action.setStatusTip(tip)
@@ -110,20 +118,30 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
     play_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay)
     pause_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPause)
     menu_bar = window.menuBar()
+    bindings: dict[str, QAction | QShortcut] = {}
+
+    def bound(text: str, slot: Callable[[], object], key_id: str, tip: str | None = None) -> QAction:
+        return _action(window, text, slot, key(key_id), tip, bindings)
 
     # -- File ------------------------------------------------------------------------------------------------------
     menu = menu_bar.addMenu("&File")
-    menu.addAction(_action(window, "&Open song…", view.open_song, QKeySequence.StandardKey.Open))
+    menu.addAction(bound("&Open song…", view.open_song, "open"))
     recent_menu = menu.addMenu("Open &recent")
     menu.addAction(_action(window, "Open &demo song", controller.open_demo))
+    play_on_open = QAction("&Play when opened", window)
+    play_on_open.setCheckable(True)
+    play_on_open.setChecked(controller.settings.play_on_open())
+    play_on_open.setStatusTip("Start playing a song as soon as it is opened")
+    play_on_open.toggled.connect(controller.settings.set_play_on_open)
+    menu.addAction(play_on_open)
     menu.addSeparator()
-    menu.addAction(_action(window, "Open &session…", view.open_session, "Ctrl+Shift+O"))
-    menu.addAction(_action(window, "&Save session…", view.save_session, QKeySequence.StandardKey.Save))
+    menu.addAction(bound("Open &session…", view.open_session, "open_session"))
+    menu.addAction(bound("&Save session…", view.save_session, "save_session"))
     menu.addSeparator()
-    export = _action(window, "&Export…", view.export, "Ctrl+E", "Export stems and/or the remix")
+    export = bound("&Export…", view.export, "export", "Export stems and/or the remix")
     menu.addAction(export)
     menu.addSeparator()
-    menu.addAction(_action(window, "&Quit", view.quit, QKeySequence.StandardKey.Quit))
+    menu.addAction(bound("&Quit", view.quit, "quit"))
     refresh_recent(recent_menu, controller.settings.recent_files(), controller.open_file)
 
     # -- Transport toolbar -----------------------------------------------------------------------------------------
@@ -137,6 +155,9 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
     play_action = _action(window, "Play", controller.toggle_play, tip="Play / pause (Space)")
     play_action.setIcon(play_icon)
     bar.addAction(play_action)
+    play_button = bar.widgetForAction(play_action)
+    assert isinstance(play_button, QToolButton)
+    _fix_width(play_button, play_action, [("Play", play_icon), ("Pause", pause_icon)])
     home = _action(window, "Start", lambda: controller.seek(0.0), tip="Back to the start (Home)")
     home.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MediaSkipBackward))
     bar.addAction(home)
@@ -200,8 +221,8 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
     device_combo.setCurrentIndex(max(0, device_combo.findData(controller.device)))
     device_combo.currentIndexChanged.connect(lambda index: controller.set_device(str(device_combo.itemData(index))))
     models.addWidget(device_combo)
-    about_models = _action(window, "Models…", lambda: ModelsDialog(controller.choices, window).exec(),
-                           tip="Every model card: stems, paper, speed, quality")
+    about_models = _action(window, "Models…", view.models,
+                           tip="Every model: quality per stem, speed, what it was trained on")
     models.addAction(about_models)
 
     # -- View menu -------------------------------------------------------------------------------------------------
@@ -215,34 +236,42 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
     follow_action.setCheckable(True)
     follow_action.setChecked(True)
     view_menu.addAction(follow_action)
-    view_menu.addAction(_action(window, "Zoom &in", lambda: spectrograms.zoom(0.5), QKeySequence.StandardKey.ZoomIn))
-    view_menu.addAction(_action(window, "Zoom &out", lambda: spectrograms.zoom(2.0),
-                                QKeySequence.StandardKey.ZoomOut))
-    view_menu.addAction(_action(window, "Zoom to &fit", spectrograms.zoom_to_fit, "Ctrl+0"))
+    view_menu.addAction(bound("Zoom &in", lambda: spectrograms.zoom(0.5), "zoom_in"))
+    view_menu.addAction(bound("Zoom &out", lambda: spectrograms.zoom(2.0), "zoom_out"))
+    view_menu.addAction(bound("Zoom to &fit", spectrograms.zoom_to_fit, "zoom_fit"))
     view_menu.addSeparator()
-    view_menu.addAction(mixer_dock.toggleViewAction())
+    mixer_action = mixer_dock.toggleViewAction()  # checkable, enabled: the dock can be closed (main_window.py)
+    mixer_action.setText("&Mixer")
+    mixer_action.setShortcut(key("mixer").key_sequence())
+    bindings["mixer"] = mixer_action
+    view_menu.addAction(mixer_action)
     audio_menu = AudioMenu(menu_bar.addMenu("&Audio"), controller)
     help_menu = menu_bar.addMenu("&Help")
-    guide = resources_dir().parent / "docs" / "USER_GUIDE.md"
-    help_menu.addAction(_action(window, "User &guide", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(guide)))))
+    help_menu.addAction(_action(window, "User &guide", view.user_guide, tip="The user guide, in a window"))
+    help_menu.addAction(bound("&Keyboard reference", view.keyboard_reference, "keyboard"))
     help_menu.addAction(about_models)
+    help_menu.addSeparator()
+    help_menu.addAction(_action(window, "&About Shotoku", view.about))
 
-    # -- Keyboard --------------------------------------------------------------------------------------------------
-    keys: list[tuple[str, Callable[[], object]]] = [
-        ("Space", controller.toggle_play), ("Home", lambda: controller.seek(0.0)),
-        ("Left", lambda: controller.seek_by(-SEEK_STEP)), ("Right", lambda: controller.seek_by(SEEK_STEP)),
-        ("Escape", controller.clear_loop),
-    ]
+    # -- Keyboard: the window-wide keys of app.keys.KEYS (the menu entries above took theirs) ----------------------
+    slots: dict[str, Callable[[], object]] = {
+        "play": controller.toggle_play, "start": lambda: controller.seek(0.0),
+        "back": lambda: controller.seek_by(-SEEK_STEP), "forward": lambda: controller.seek_by(SEEK_STEP),
+        "clear_loop": controller.clear_loop,
+    }
     for i in range(len(STEM_NAMES)):
-        keys.append((str(i + 1), partial(mixer.toggle_solo, i)))
-        keys.append((f"Shift+{i + 1}", partial(mixer.toggle_mute, i)))
-        keys.append((_SHIFTED_DIGITS[i], partial(mixer.toggle_mute, i)))
+        slots[f"solo_{i + 1}"] = partial(mixer.toggle_solo, i)
+        slots[f"mute_{i + 1}"] = partial(mixer.toggle_mute, i)
     shortcuts = []
-    for key, slot in keys:
-        shortcut = QShortcut(QKeySequence(key), window)
+    for entry in KEYS:
+        if entry.id in bindings:
+            continue
+        shortcut = QShortcut(entry.key_sequence(), window)
         shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
-        shortcut.activated.connect(slot)
+        shortcut.activated.connect(slots.pop(entry.id))  # KeyError: a table entry nothing handles
         shortcuts.append(shortcut)
+        bindings[entry.id] = shortcut
+    assert not slots, f"keys missing from app.keys.KEYS: {sorted(slots)}"
     for widget in mixer.findChildren(QWidget):
         widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
@@ -250,5 +279,19 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
         play_action=play_action, play_icon=play_icon, pause_icon=pause_icon, time_label=time_label,
         recent_menu=recent_menu, export_action=export, preset_actions=preset_actions, preset_label=preset_label,
         model_combo=model_combo, device_combo=device_combo, log_frequency_action=log_action,
-        follow_action=follow_action, audio_menu=audio_menu, shortcuts=shortcuts,
+        follow_action=follow_action, audio_menu=audio_menu, mixer_action=mixer_action, play_button=play_button,
+        shortcuts=shortcuts, bindings=bindings,
     )
+
+
+def _fix_width(button: QToolButton, action: QAction, looks: list[tuple[str, QIcon]]) -> None:
+    """Give ``button`` the width of its widest look, so the toolbar does not shift when its text changes."""
+    text, icon = action.text(), action.icon()
+    widths = []
+    for label, look in looks:
+        action.setText(label)
+        action.setIcon(look)
+        widths.append(button.sizeHint().width())
+    action.setText(text)
+    action.setIcon(icon)
+    button.setFixedWidth(max(widths))

@@ -13,7 +13,6 @@ stems). Decoding, stem spectrograms and audio-output changes run in :mod:`app.wo
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +24,13 @@ from app.output import SYSTEM_DEFAULT, OutputWorker, startup_output
 from app.playback import SessionPoller
 from app.session_file import SESSION_SUFFIX, Session, load_session, save_session
 from app.settings import AppSettings
-from app.song import Song
+from app.song import ExportSource, Song, export_folder
 from app.spectrum import SpectrogramGrid, format_time
 from app.workers import LoadResult, LoadWorker, WorkerHost
 from engine import STEM_NAMES
 from engine.audio import Audio
 from engine.errors import ShotokuError
+from engine.models.catalogue import ModelCard
 from engine.paths import demo_song
 from engine.playback.mix import MixState
 from engine.playback.session import PlaybackSession
@@ -55,20 +55,6 @@ class OpenedSong:
     grid: SpectrogramGrid
     mixture_db: np.ndarray
     session: Session | None = None
-
-
-@dataclass
-class ExportSource:
-    """What the export dialog writes from: the separated stems ``(n_stems, 2, n_samples)`` (the session's stem
-    store, ``stem_names`` order) and the current mix as playback applies it (``gains`` ``(n_stems, 2)`` linear)."""
-
-    song_name: str
-    stems: np.ndarray
-    stem_names: list[str]
-    samplerate: int
-    gains: np.ndarray
-    master: float
-    folder: str
 
 
 class AppController(QObject):
@@ -108,6 +94,7 @@ class AppController(QObject):
         self.show_test_models = show_test_models
         self.host = WorkerHost(self)
         self.device = settings.device()
+        self.device_description = ""  #: the compute device in words ("" until known, or when unusable)
         output, self.startup_note = startup_output(settings) if use_audio_device else (None, "")
         self.playback = PlaybackSession(device=output, latency=settings.audio_latency(), open_output=use_audio_device,
                                         compute_device=self._compute_device())
@@ -123,6 +110,7 @@ class AppController(QObject):
         self.loop_seconds: tuple[float, float] | None = None
         self._mix = MixState.default(STEM_NAMES)  #: the console's mix; the engine plays it over its own stems
         self._pending_session: Session | None = None
+        self._shut_down = False
         self.poller.separation_started.connect(self._on_separation_started)
         self.poller.columns_ready.connect(self.columns_ready)
         self.poller.progress.connect(self.separation_progress)
@@ -143,11 +131,18 @@ class AppController(QObject):
         self.timer.start()
 
     def shutdown(self) -> bool:
-        """Stop the timer, cancel and join every worker thread, close the audio output. True if all stopped."""
+        """Stop the timer, cancel and join every worker thread (at most :data:`app.workers.JOIN_SECONDS` in all),
+        then close the session (its separation threads and process, the audio output; the engine bounds those
+        joins). True if every thread stopped; idempotent."""
+        if self._shut_down:
+            return True
+        self._shut_down = True
         self.timer.stop()
-        clean = self.host.shutdown()
-        self.playback.close()
-        return clean
+        if self.load_worker is not None:
+            self.load_worker.cancel()
+        clean = self.host.shutdown()  # first: the stem-columns and export workers read the session's stem store
+        stopped = self.playback.close()  # bounded by the engine (PlaybackSession.close's CLOSE_BOUND)
+        return clean and stopped is not False
 
     @Slot()
     def _tick(self) -> None:
@@ -227,12 +222,13 @@ class AppController(QObject):
         self.refresh_models(session.model if session else None)
         self.poller.set_grid(result.grid)
         audio = Audio(song.mixture, song.samplerate)
+        play = self.settings.play_on_open()
         try:
-            self.playback.open(audio, model=self.model_name, play=False, references=song.references,
-                               separate=self.model_name is not None)
+            self.playback.open(audio, model=self.model_name, play=play and session is None,
+                               references=song.references, separate=self.model_name is not None)
         except ShotokuError as err:
             self.error.emit("Cannot separate", str(err))
-            self.playback.open(audio, play=False, separate=False)
+            self.playback.open(audio, play=play and session is None, separate=False)
         self.loop_seconds = None
         self.settings.add_recent_file(song.path)
         self.song_opened.emit(OpenedSong(song, result.grid, result.mixture_db, session))
@@ -242,6 +238,8 @@ class AppController(QObject):
             self.seek(session.position_seconds)
             if session.loop_seconds:
                 self.set_loop(*session.loop_seconds)
+            if play:  # from the session's position, not from the start
+                self.playback.play()
 
     # -- models and separation -------------------------------------------------------------------------------------
     def refresh_models(self, preferred: str | None = None) -> None:
@@ -294,8 +292,13 @@ class AppController(QObject):
             description, reason = describe_device(select_device(self._compute_device())), ""
         except ShotokuError as err:
             description, reason = "", str(err)
+        self.device_description = description
         self.device_changed.emit(self.device, description, reason)
         return reason
+
+    def current_card(self) -> ModelCard | None:
+        """The card of the model in use (None: no model)."""
+        return next((c.card for c in self.choices if c.card.name == self.model_name), None)
 
     @Slot()
     def _on_separation_started(self) -> None:
@@ -330,6 +333,27 @@ class AppController(QObject):
     def unseparated_spans(self) -> list[tuple[float, float]]:
         """``[(start, stop), ...]`` seconds of the song not separated yet."""
         return self.poller.unseparated_spans()
+
+    @property
+    def keeps_previous_stems(self) -> bool:
+        """After a model (or device) change: the replaced model's stems still play where the new ones are not
+        ready (the engine keeps them when the stems are the same), so the view keeps drawing them."""
+        return self.playback.previous_separation is not None
+
+    def working_span(self) -> tuple[float, float] | None:
+        """``(start, stop)`` seconds of the region the separation is working on now (None: none)."""
+        separation = self.playback.separation
+        if separation is None or self.song is None or not self.separating:
+            return None
+        cursor, region = separation.cursor, separation.region_samples
+        ready = separation.regions_ready
+        if cursor < 0 or region <= 0:
+            return None
+        k = cursor // region
+        if k < ready.size and ready[k]:
+            return None
+        rate = self.playback.model_samplerate or self.song.samplerate
+        return k * region / rate, min(self.song.duration_seconds, (k + 1) * region / rate)
 
     # -- transport and mix -----------------------------------------------------------------------------------------
     def toggle_play(self) -> None:
@@ -485,12 +509,5 @@ class AppController(QObject):
             return None
         gains, master = self.playback.mix_gains()
         return ExportSource(self.song.export_name, self.stems, list(self.playback.stems),
-                            self.playback.model_samplerate, gains, master, self._export_folder())
-
-    def _export_folder(self) -> str:
-        """The song's folder if it is writable (not for the bundled demo), else the last folder used."""
-        assert self.song is not None
-        folder = self.song.path.parent
-        if os.access(folder, os.W_OK) and folder.resolve() != demo_song().parent.resolve():
-            return str(folder)
-        return self.settings.last_folder() if Path(self.settings.last_folder()) != folder else str(Path.home())
+                            self.playback.model_samplerate, gains, master,
+                            export_folder(self.song.path, self.settings.last_folder()))

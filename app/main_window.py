@@ -10,14 +10,24 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, Slot
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar
+from PySide6.QtCore import QByteArray, QRect, QSize, Qt, Slot
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QKeyEvent
+from PySide6.QtWidgets import (
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+)
 
 from app import actions
 from app.controller import AppController, OpenedSong
 from app.export_dialog import ExportDialog
-from app.model_picker import NO_TRAINED_MODEL, ModelChoice, fill_combo, has_trained_model
+from app.help_dialogs import AboutDialog, GuideDialog, KeyboardDialog
+from app.keys import shifted_digit_index
+from app.model_picker import NO_TRAINED_MODEL, ModelChoice, ModelsDialog, fill_combo, has_trained_model
 from app.output import MENU_PATH
 from app.session_file import SESSION_SUFFIX
 from app.settings import AppSettings
@@ -34,6 +44,19 @@ AUDIO_FILTER = "Audio (*.wav *.flac *.mp3 *.ogg *.opus *.aiff *.aif *.m4a *.aac)
 #: Display ticks between two refreshes of the underrun count (about a second).
 UNDERRUN_TICKS = 33
 SILENT_STATES = ("device-lost", "no-output")
+#: The window's size on a screen with room for it; smaller screens get :data:`SCREEN_SHARE` of their free area.
+PREFERRED_SIZE = QSize(1400, 900)
+SCREEN_SHARE = 0.92
+#: The "being separated" hatch moves one device pixel every this many display ticks (about 11 px/s).
+HATCH_TICKS_PER_PX = 3
+
+
+def default_window_size(available: QRect | QSize, preferred: QSize = PREFERRED_SIZE) -> QSize:
+    """The first-start window size: ``preferred``, shrunk to fit :data:`SCREEN_SHARE` of the ``available`` screen
+    area (logical pixels: at a 1.5 scale factor a 1600x1000 screen offers about 1066x666)."""
+    size = available.size() if isinstance(available, QRect) else available
+    return QSize(min(preferred.width(), int(size.width() * SCREEN_SHARE)),
+                 min(preferred.height(), int(size.height() * SCREEN_SHARE)))
 
 
 class MainWindow(QMainWindow):
@@ -46,11 +69,11 @@ class MainWindow(QMainWindow):
         icon = resources_dir() / "icons" / "shotoku.svg"
         if icon.is_file():
             self.setWindowIcon(QIcon(str(icon)))
-        self.resize(1400, 900)
         self.setAcceptDrops(True)
         self.last_error: str | None = None
         self.error_box: QMessageBox | None = None
         self.export_dialog: ExportDialog | None = None
+        self.dialog: QDialog | None = None  #: the help dialog shown last (keyboard, about, guide, models)
         self._shown_playing = False
         self._ticks = 0
 
@@ -62,17 +85,20 @@ class MainWindow(QMainWindow):
         self.mixer_dock.setObjectName("mixer_dock")
         self.mixer_dock.setWidget(self.mixer)
         self.mixer_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                                    | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+                                    | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                                    | QDockWidget.DockWidgetFeature.DockWidgetClosable)  # View > Mixer toggles it
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.mixer_dock)
         self._build_status_bar()
         intents = actions.ViewIntents(open_song=self.open_dialog, open_session=self.open_session_dialog,
                                       save_session=self.save_session_dialog, export=self.open_export_dialog,
-                                      apply_preset=self.apply_preset, quit=self.close)
+                                      apply_preset=self.apply_preset, quit=self.close,
+                                      keyboard_reference=self.show_keyboard_reference, about=self.show_about,
+                                      user_guide=self.show_user_guide, models=self.show_models)
         self.ui = actions.build(self, self.controller, intents, self.spectrograms, self.mixer, self.mixer_dock)
         self._connect()
         geometry, state = settings.window_geometry(), settings.window_state()
-        if geometry is not None:
-            self.restoreGeometry(geometry)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(self.default_size())
         if state is not None:
             self.restoreState(state)
         self.controller.start()
@@ -202,8 +228,11 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_separation_started(self, model: str) -> None:
-        self.spectrograms.clear_stems()
-        self.spectrograms.set_separated_until(0.0, "separating…")
+        # Another model (or device) on the same song: while the engine plays the replaced stems where the new ones
+        # are not ready, the lanes keep showing them until the new model's columns replace them region by region.
+        if not (self.controller.keeps_previous_stems and self.spectrograms.keep_stems()):
+            self.spectrograms.clear_stems()
+        self.spectrograms.set_unseparated(self.spectrograms.undrawn_spans(), "separating…")
         self.model_label.setText(f"Model: {model}")
         self.progress.setValue(0)
         self.progress.setFormat(f"Separating with {model} %p%")
@@ -212,23 +241,26 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_separation_failed(self, message: str) -> None:
         self.progress.hide()
-        self.spectrograms.set_unseparated(self.controller.unseparated_spans(), "not separated")
+        self.spectrograms.set_working(None)
+        self.spectrograms.set_unseparated(self.spectrograms.undrawn_spans(), "not separated")
         self.show_error("Separation failed", message)
 
     @Slot(int, object)
     def _on_columns_ready(self, first_frame: int, columns: dict) -> None:
         for name, cols in columns.items():
             self.spectrograms.set_columns(name, first_frame, cols)
+        self.spectrograms.set_unseparated(self.spectrograms.undrawn_spans())
 
     @Slot(float)
     def _on_separation_progress(self, fraction: float) -> None:
         self.progress.setValue(int(fraction * 1000))
-        self.spectrograms.set_unseparated(self.controller.unseparated_spans())
+        self.spectrograms.set_unseparated(self.spectrograms.undrawn_spans())
 
     @Slot(str)
     def _on_separated(self, model: str) -> None:
         self.progress.hide()
-        self.spectrograms.set_unseparated(self.controller.unseparated_spans())
+        self.spectrograms.set_working(None)
+        self.spectrograms.set_unseparated(self.spectrograms.undrawn_spans())
         self.statusBar().showMessage(f"Separated with {model}", 5000)
 
     @Slot()
@@ -249,6 +281,7 @@ class MainWindow(QMainWindow):
             self._shown_playing = playing
             self.ui.show_playing(playing)
         self.mixer.set_levels(playback.levels, playback.output_level)
+        self.spectrograms.set_working(self.controller.working_span(), (self._ticks // HATCH_TICKS_PER_PX) % 16)
 
     # -- what the musician asks for (dialogs and the mixer panel are the window's) ---------------------------------
     def apply_preset(self, name: str, target: str | None = None) -> None:
@@ -289,7 +322,46 @@ class MainWindow(QMainWindow):
         dialog.show()
         return dialog
 
+    def default_size(self) -> QSize:
+        """:func:`default_window_size` on the screen the window is on (the primary one before it is shown)."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        return default_window_size(screen.availableGeometry()) if screen is not None else PREFERRED_SIZE
+
+    def _show_dialog(self, dialog: QDialog) -> QDialog:
+        if self.dialog is not None:
+            self.dialog.close()
+        self.dialog = dialog
+        dialog.show()
+        return dialog
+
+    def show_keyboard_reference(self) -> QDialog:
+        """Help > Keyboard reference: every shortcut, from the table that registers them (app.keys)."""
+        return self._show_dialog(KeyboardDialog(self))
+
+    def show_about(self) -> QDialog:
+        """Help > About: version, licence, the model and device in use, the audio output."""
+        c = self.controller
+        return self._show_dialog(AboutDialog(c.current_card(), c.device_description, self.audio_label.text(), self))
+
+    def show_models(self) -> QDialog:
+        """Models…: every model card in a musician's words."""
+        return self._show_dialog(ModelsDialog(self.controller.choices, self))
+
+    def show_user_guide(self) -> QDialog:
+        """Help > User guide, shown in the app (no browser or file launcher needed)."""
+        return self._show_dialog(GuideDialog(parent=self))
+
     # -- window events ---------------------------------------------------------------------------------------------
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        """Keys no shortcut took. Shift+digit reported as the shifted character only (``@`` for Shift+2, where the
+        platform's key mapper offers no ``Shift+2`` to match) still mutes its stem (see :mod:`app.keys`)."""
+        index = shifted_digit_index(event.key(), event.modifiers())
+        if index is not None:
+            self.mixer.toggle_mute(index)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
         if event.mimeData().hasUrls():
             event.acceptProposedAction()

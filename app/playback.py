@@ -6,6 +6,10 @@ the memory-mapped stem store, regions cross-fade to stems when ready, a silent c
 output). The window calls :meth:`SessionPoller.poll` from its timer; the poller watches the separation (a new
 generation clears the stem lanes, newly separated regions are drawn by a :class:`~app.workers.StemColumnsWorker`,
 never in the GUI thread) and the output state.
+
+After a model change with the same stems the replaced model's stems keep playing where the new ones are not
+ready: :attr:`SessionPoller.previous_separation` is then that (closed) separation, whose lanes a window may keep
+drawn until the new columns replace them, and :meth:`SessionPoller.unseparated_spans` can leave out what it covers.
 """
 
 from __future__ import annotations
@@ -105,12 +109,28 @@ class SessionPoller(QObject):
         if self.sender() is self._worker:
             self._worker = None
 
-    def unseparated_spans(self) -> list[tuple[float, float]]:
-        """``[(start, stop), ...]`` seconds of the song not separated yet (all of it before the work starts)."""
+    @property
+    def previous_separation(self):
+        """The replaced separation whose stems still play where the current one's are not ready (None: none).
+        Its ``stems``, ``regions_ready`` and ``region_samples`` stay readable (see the module docstring)."""
+        return getattr(self.session, "previous_separation", None)
+
+    def unseparated_spans(self, include_previous: bool = False) -> list[tuple[float, float]]:
+        """``[(start, stop), ...]`` seconds of the song not separated yet (all of it before the work starts).
+
+        ``include_previous``: count as separated what the :attr:`previous_separation` covers (its stems play
+        there), i.e. return the spans where the original mix is heard."""
         if self.grid is None:
             return []
         separation = self.session.separation
         ready = separation.regions_ready if separation is not None else np.zeros(0, dtype=bool)
+        previous = self.previous_separation if include_previous else None
+        if previous is not None:
+            old = previous.regions_ready
+            if separation is None or old.size != ready.size or previous.region_samples != separation.region_samples:
+                ready, separation = old, previous  # the new one has not started: the old regions say it all
+            else:
+                ready = ready | old
         if ready.size == 0:
             return [(0.0, self.grid.duration_seconds)]
         seconds = separation.region_samples / self.grid.samplerate

@@ -52,6 +52,13 @@ class AppSettings:
     def mark_started(self) -> None:
         self.qsettings.setValue("app/started", "true")
 
+    def play_on_open(self) -> bool:
+        """A song starts playing as soon as it is opened (the default; File > Play when opened turns it off)."""
+        return str(self.qsettings.value("files/play_on_open", "true")).lower() != "false"
+
+    def set_play_on_open(self, on: bool) -> None:
+        self.qsettings.setValue("files/play_on_open", "true" if on else "false")
+
     # -- model and device ---------------------------------------------------------------------------------------
     def model_name(self) -> str | None:
         value = self.qsettings.value("separation/model", None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 
 from engine import STEM_NAMES
 from engine.audio.io import load_audio
+from engine.paths import demo_song
 
 #: Every song is loaded at this rate (the shipped models' rate and the output stream's).
 SAMPLERATE = 44100
@@ -47,6 +50,29 @@ class Song:
         return self.n_samples / self.samplerate
 
 
+@dataclass
+class ExportSource:
+    """What the export dialog writes from: the separated stems ``(n_stems, 2, n_samples)`` (the session's stem
+    store, ``stem_names`` order) and the current mix as playback applies it (``gains`` ``(n_stems, 2)`` linear)."""
+
+    song_name: str
+    stems: np.ndarray
+    stem_names: list[str]
+    samplerate: int
+    gains: np.ndarray
+    master: float
+    folder: str
+
+
+def export_folder(song_path: Path, last_folder: str) -> str:
+    """Where exports go by default: the song's folder if it is writable (not for the bundled demo), else the last
+    folder used (else the home folder)."""
+    folder = song_path.parent
+    if os.access(folder, os.W_OK) and folder.resolve() != demo_song().parent.resolve():
+        return str(folder)
+    return last_folder if Path(last_folder) != folder else str(Path.home())
+
+
 def find_reference_files(path: Path) -> dict[str, Path] | None:
     """The reference stems of a song, if all of them are beside it, else None.
 
@@ -67,8 +93,13 @@ def find_reference_files(path: Path) -> dict[str, Path] | None:
     return found
 
 
-def load_song(path: str | Path) -> Song:
-    """Load a song (and its references if present). Raises :class:`engine.errors.AudioLoadError`."""
+def load_song(path: str | Path, check_cancel: Callable[[], None] | None = None) -> Song:
+    """Load a song (and its references if present). Raises :class:`engine.errors.AudioLoadError`.
+
+    ``check_cancel`` is called between the files read (it raises to stop: a closing window does not wait for
+    four more decodes).
+    """
+    check = check_cancel or (lambda: None)
     audio = load_audio(path, samplerate=SAMPLERATE, n_channels=2)
     mixture = np.ascontiguousarray(audio.samples, dtype=np.float32)
     song = Song(Path(path), mixture, SAMPLERATE, None, list(audio.notes))
@@ -76,6 +107,7 @@ def load_song(path: str | Path) -> Song:
     if files:
         refs = {}
         for stem, file in files.items():
+            check()
             samples = load_audio(file, samplerate=SAMPLERATE, n_channels=2).samples
             fitted = np.zeros_like(mixture)
             n = min(samples.shape[1], mixture.shape[1])

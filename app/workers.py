@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,20 @@ class Worker(QObject):
             self.done.emit()
 
 
+#: Seconds :meth:`WorkerHost.shutdown` waits, in total, for the app's worker threads (each checks its cancel event
+#: at least once per block: a spectrogram batch, an export block; a song's decode is the longest step).
+JOIN_SECONDS = 10.0
+#: Threads a shutdown gave up on, with their workers: kept alive for the rest of the process (see WorkerHost).
+_ABANDONED: list[tuple[Worker, QThread]] = []
+
+
 class WorkerHost(QObject):
-    """Starts workers in their own QThreads and joins every thread on :meth:`shutdown`."""
+    """Starts workers in their own QThreads and joins every thread on :meth:`shutdown`, within a bound.
+
+    A thread that does not stop in time (a decode that cannot be interrupted, a driver call that hangs) is
+    *abandoned*: kept referenced (a QThread destroyed while it runs aborts the process), named in the log and in
+    :meth:`threads`, and :meth:`shutdown` returns False so the caller can exit without waiting for it.
+    """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -99,9 +112,10 @@ class WorkerHost(QObject):
                 self._forget(worker)
 
     def _forget(self, worker: Worker) -> None:
+        """Drop a worker whose thread has finished (never called for a running thread)."""
         thread = self._running.pop(worker, None)
         if thread is not None:
-            thread.wait()
+            thread.wait()  # finished already: returns at once
             thread.deleteLater()
         worker.deleteLater()
 
@@ -109,20 +123,40 @@ class WorkerHost(QObject):
         return [w for w, t in self._running.items() if t.isRunning()]
 
     def threads(self) -> list[QThread]:
-        return list(self._running.values())
+        """Every thread not joined yet: running ones, and those a :meth:`shutdown` had to abandon."""
+        return list(self._running.values()) + [t for _, t in _ABANDONED if t.isRunning()]
 
-    def shutdown(self, timeout_ms: int = 30000) -> bool:
-        """Cancel every worker, quit and join every thread. True if all stopped within ``timeout_ms`` each."""
-        clean = True
+    def cancel_all(self) -> None:
+        """Ask every worker to stop and every thread to quit (returns at once)."""
         for worker, thread in list(self._running.items()):
             worker.cancel()
             thread.quit()
-            if not thread.wait(timeout_ms):
-                clean = False
-                log.error("thread %s did not stop", thread.objectName())
-        for worker in list(self._running):
+
+    def shutdown(self, timeout_seconds: float = JOIN_SECONDS) -> bool:
+        """Cancel every worker, then join every thread, all within ``timeout_seconds`` in total.
+
+        Every worker is told to stop before the first wait, so they stop side by side. Returns True if all
+        stopped; threads still running at the deadline are abandoned (see the class) and logged.
+        """
+        self.cancel_all()
+        deadline = time.monotonic() + max(0.0, timeout_seconds)
+        stuck: list[tuple[Worker, QThread]] = []
+        for worker, thread in list(self._running.items()):
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            if not thread.wait(remaining_ms):
+                stuck.append((worker, thread))
+        for worker in [w for w in self._running if all(w is not s for s, _ in stuck)]:
             self._forget(worker)
-        return clean
+        for worker, thread in stuck:
+            self._running.pop(worker, None)
+            _ABANDONED.append((worker, thread))
+            log.error("thread %s did not stop within %.0f s: abandoned", thread.objectName(), timeout_seconds)
+        return not stuck
+
+
+def abandoned_threads() -> list[str]:
+    """Names of the worker threads a :meth:`WorkerHost.shutdown` gave up on that are still running."""
+    return [thread.objectName() for _, thread in _ABANDONED if thread.isRunning()]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -144,7 +178,7 @@ class LoadWorker(Worker):
 
     def work(self) -> LoadResult:
         self.progress.emit(0.0, f"Loading {self.path.name}…")
-        song = load_song(self.path)
+        song = load_song(self.path, self.check_cancel)
         self.check_cancel()
         grid = spectrum.grid_for(song.n_samples, song.samplerate)
         self.progress.emit(0.5, "Drawing the spectrogram…")

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   python3-venv libportaudio2 jackd2 ffmpeg            # venv, playback, JACK dummy driver for tests, m4a/mp4 decode
+  stress-ng                                           # scripts/test_busy.sh: the tests with every core kept busy
   fluidsynth fluid-soundfont-gm espeak-ng             # training data: instruments and sung vocals
   festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k   # a second voice engine (~9 MB)
   xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 libxcb-randr0

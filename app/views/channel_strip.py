@@ -1,13 +1,24 @@
-"""A mixer channel strip: name, pan knob, mute/solo, a dB fader (down to -inf) and a level meter."""
+"""A mixer channel strip: name, pan knob, mute/solo, a dB fader (down to -inf) with its dB scale, and a level
+meter."""
 
 from __future__ import annotations
 
 import math
 import time
 
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
-from PySide6.QtWidgets import QDial, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
+from PySide6.QtCore import QPoint, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QLinearGradient, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QDial,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QStyle,
+    QStyleOptionSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.theme import STEM_COLORS
 from engine.playback.mix import MAX_DB, MIN_DB, StripState, format_db
@@ -18,6 +29,8 @@ FADER_MIN = int(MIN_DB * FADER_STEPS_PER_DB) - 1
 FADER_MAX = int(MAX_DB * FADER_STEPS_PER_DB)
 METER_FLOOR_DB = -60.0
 METER_TOP_DB = 6.0
+#: The fader scale's marks in dB (the bottom position, silence, is labelled "-inf").
+SCALE_MARKS_DB = (6.0, 0.0, -6.0, -12.0, -24.0, -36.0, -48.0, -math.inf)
 
 
 def fader_to_db(value: int) -> float:
@@ -94,6 +107,58 @@ class LevelMeter(QWidget):
         return (db - METER_FLOOR_DB) / (METER_TOP_DB - METER_FLOOR_DB)
 
 
+def scale_label(db: float) -> str:
+    """``"+6"``, ``"0"``, ``"-12"``, ``"-inf"``: a fader-scale mark."""
+    return "-inf" if math.isinf(db) else f"{db:+.0f}" if db > 0 else f"{db:.0f}"
+
+
+class FaderScale(QWidget):
+    """dB labels beside a fader, each level with the handle's centre at that value (the slider's own geometry)."""
+
+    def __init__(self, fader: QSlider, marks: tuple[float, ...] = SCALE_MARKS_DB, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.fader, self.marks = fader, marks
+        font = QFont(self.font())
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.75))
+        self.setFont(font)
+        width = max(self.fontMetrics().horizontalAdvance(scale_label(db)) for db in marks)
+        self.setFixedWidth(width + 4)
+        self.setToolTip("Fader level in dB (the bottom position is silence)")
+
+    def labels(self) -> list[str]:
+        return [scale_label(db) for db in self.marks]
+
+    def handle_centre_y(self, value: int) -> float:
+        """Where the fader's handle centre is when it is at ``value``, in this widget's coordinates."""
+        fader = self.fader
+        option = QStyleOptionSlider()
+        fader.initStyleOption(option)
+        style = fader.style()
+        groove = style.subControlRect(QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderGroove,
+                                      fader)
+        handle = style.subControlRect(QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderHandle,
+                                      fader)
+        span = max(0, groove.height() - handle.height())
+        offset = QStyle.sliderPositionFromValue(fader.minimum(), fader.maximum(), value, span, option.upsideDown)
+        y_in_fader = groove.top() + offset + handle.height() / 2.0
+        return self.mapFromGlobal(fader.mapToGlobal(QPoint(0, int(round(y_in_fader))))).y()
+
+    def mark_y(self, db: float) -> float:
+        """The y of mark ``db`` in this widget."""
+        return self.handle_centre_y(db_to_fader(db))
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        painter = QPainter(self)
+        painter.setPen(QColor("#9aa0aa"))
+        metrics = self.fontMetrics()
+        for db in self.marks:
+            y = self.mark_y(db)
+            text = scale_label(db)
+            x = self.width() - metrics.horizontalAdvance(text) - 2
+            painter.drawText(int(x), int(round(y + metrics.ascent() / 2.0 - 1)), text)
+        painter.end()
+
+
 class ChannelStrip(QWidget):
     """One stem's strip. Emits :attr:`changed` with the new :class:`StripState` on any user change.
 
@@ -157,7 +222,9 @@ class ChannelStrip(QWidget):
         self.fader.setToolTip(f"{name} level in dB (bottom: off)")
         self.fader.setMinimumHeight(120)
         self.meter = LevelMeter()
+        self.scale = FaderScale(self.fader)
         body.addStretch(1)
+        body.addWidget(self.scale)
         body.addWidget(self.fader)
         body.addWidget(self.meter)
         body.addStretch(1)

@@ -3,8 +3,10 @@
 Each lane keeps its dB columns ``(n_bins, n_frames)`` and shows them through a
 :class:`~app.views.lane_image.ColumnImage` (explicit levels, pyqtgraph's 256-entry magma map, a rectangle in
 seconds and Hz) into which only the columns that changed are coloured. Regions not separated yet are hatched and
-fill in as the separation worker proceeds. Left click seeks, left drag sets a loop region, the wheel zooms in time,
-right or middle drag scrolls.
+fill in as the separation worker proceeds; the region the worker is on has a brighter, moving hatch. When another
+model re-separates the song, the previous model's columns stay drawn (not hatched) until the new model's columns
+replace them, region by region (:meth:`SpectrogramStack.keep_stems`). Left click seeks, left drag sets a loop
+region, the wheel zooms in time, right or middle drag scrolls.
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsSimpleTextItem,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
 
 from app import spectrum
 from app.spectrum import format_time
@@ -86,6 +94,31 @@ class LaneViewBox(pg.ViewBox):
         self.translateBy(x=before - after)
 
 
+class MovingHatch(QGraphicsPathItem):
+    """A hatched path whose stripes move sideways by :attr:`phase` device pixels (the region being separated).
+
+    Qt's hatch patterns are drawn in device pixels whatever the view's scale; the brush origin, given in item
+    coordinates, is mapped back from the device position ``(phase, 0)`` so the stripes shift by whole pixels.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase = 0
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        inverse, invertible = painter.worldTransform().inverted()
+        if invertible:
+            painter.setBrushOrigin(inverse.map(QPointF(float(self.phase), 0.0)))
+        super().paint(painter, option, widget)
+
+
+def _spans_path(spans: list[tuple[float, float]], bottom: float, top: float) -> QPainterPath:
+    path = QPainterPath()
+    for start, stop in spans:
+        path.addRect(QRectF(start, bottom, stop - start, top - bottom))
+    return path
+
+
 class SpectrogramLane:
     """One lane: a plot with its image, playhead, loop region and not-separated hatching."""
 
@@ -112,6 +145,13 @@ class SpectrogramLane:
         self.hatch.setPen(QPen(Qt.PenStyle.NoPen))
         self.hatch.setZValue(5)
         self.plot.addItem(self.hatch)
+        self.working = MovingHatch()  # the region the separation worker is on: brighter, moving stripes
+        self.working.setBrush(QBrush(QColor(255, 214, 150, 200), Qt.BrushStyle.BDiagPattern))
+        self.working.setPen(QPen(Qt.PenStyle.NoPen))
+        self.working.setZValue(5.5)
+        self.working.hide()
+        self._working_shape: tuple[tuple[float, float], float, float] | None = None
+        self.plot.addItem(self.working)
         # A plain Qt text item: pyqtgraph's TextItem in several plots crashed PySide 6.12 at interpreter exit.
         self.hatch_text = QGraphicsSimpleTextItem("")
         self.hatch_text.setBrush(QBrush(QColor("#e0e0f0")))
@@ -134,14 +174,25 @@ class SpectrogramLane:
             self.hatch.hide()
             self.hatch_text.hide()
             return
-        path = QPainterPath()
-        for start, stop in spans:
-            path.addRect(QRectF(start, bottom, stop - start, top - bottom))
-        self.hatch.setPath(path)
+        self.hatch.setPath(_spans_path(spans, bottom, top))
         self.hatch.show()
         self.hatch_text.setText(f"  {text}" if text else "")
         self.hatch_text.setPos(spans[0][0], top)
         self.hatch_text.setVisible(bool(text))
+
+    def set_working(self, span: tuple[float, float] | None, bottom: float, top: float, phase: int) -> None:
+        """Show the moving hatch over ``span`` (seconds; None hides it), its stripes shifted by ``phase`` px."""
+        if span is None or span[1] <= span[0]:
+            self.working.hide()
+            return
+        shape = (span, bottom, top)
+        if shape != self._working_shape:  # a new region (or axis): a new path; else only the stripes move
+            self._working_shape = shape
+            self.working.setPath(_spans_path([span], bottom, top))
+        if self.working.phase != phase:
+            self.working.phase = phase
+            self.working.update()
+        self.working.show()
 
 
 class SpectrogramStack(pg.GraphicsLayoutWidget):
@@ -175,6 +226,9 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
         hint.hatch_text.setPos(0.02, 0.6)
         self._unseparated: list[tuple[float, float]] | None = None
         self._hatch_text = ""
+        self._working: tuple[float, float] | None = None
+        self.fresh = np.zeros(0, dtype=bool)  #: stem frames drawn from the current separation
+        self.kept = np.zeros(0, dtype=bool)  #: stem frames still showing a previous model's columns
         self._syncing = False
         self._row_key: tuple[spectrum.SpectrogramGrid, bool] | None = None
         self._row_index = np.zeros(0, dtype=np.intp)
@@ -186,6 +240,9 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
         for lane in self.lanes.values():
             lane.data = np.full((grid.n_bins, grid.n_frames), spectrum.DB_FLOOR, dtype=np.float32)
             lane.loop.hide()
+        self.fresh = np.zeros(grid.n_frames, dtype=bool)
+        self.kept = np.zeros(grid.n_frames, dtype=bool)
+        self._working = None
         self._unseparated: list[tuple[float, float]] | None = None
         self._apply_axes()
         self.zoom_to_fit()
@@ -200,6 +257,9 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
             return
         lane.data[:, first:stop] = columns[:, : stop - first]
         self._upload(lane, first, stop)
+        if name in self.stems:
+            self.fresh[first:stop] = True
+            self.kept[first:stop] = False
 
     def clear_stems(self) -> None:
         """Blank the stem lanes (before a new separation)."""
@@ -208,7 +268,37 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
             if lane.data is not None:
                 lane.data.fill(spectrum.DB_FLOOR)
                 lane.image.fill(spectrum.DB_FLOOR)
+        self.fresh[:] = False
+        self.kept[:] = False
         self.set_separated_until(0.0)
+
+    def keep_stems(self) -> bool:
+        """A new separation of the same song (another model or device): keep every stem column drawn so far, shown
+        and not hatched, until :meth:`set_columns` replaces it. Returns whether anything was kept."""
+        self.kept |= self.fresh
+        self.fresh[:] = False
+        return bool(self.kept.any())
+
+    def undrawn_spans(self) -> list[tuple[float, float]]:
+        """``[(start, stop), ...]`` seconds of the stem lanes with no columns at all (neither the current
+        separation's nor kept ones): what :meth:`set_unseparated` should hatch."""
+        if self.grid is None:
+            return []
+        seconds = self.grid.hop_length / self.grid.samplerate
+        duration = self.grid.duration_seconds
+        # frame f is centred on f * hop: it covers [f - 1/2, f + 1/2) hops (the first and last clipped to the song)
+        return [(0.0 if a == 0 else max(0.0, (a - 0.5) * seconds),
+                 duration if b == self.grid.n_frames else min(duration, (b - 0.5) * seconds))
+                for a, b in spectrum.runs(~(self.fresh | self.kept))]
+
+    def set_working(self, span: tuple[float, float] | None, phase: int = 0) -> None:
+        """Mark ``span`` (seconds) as the region being separated now (None: no such region)."""
+        self._working = span
+        if self.grid is None:
+            return
+        bottom, top = self._y_range()
+        for name in self.stems:
+            self.lanes[name].set_working(span, bottom, top, phase)
 
     def set_separated_until(self, seconds: float, text: str | None = None) -> None:
         """Hatch the stem lanes from ``seconds`` to the end (the part not separated yet)."""
@@ -271,6 +361,7 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
             lane.freq_axis.picture = None
             lane.freq_axis.update()
         self.set_unseparated(self._unseparated)
+        self.set_working(self._working)
 
     def set_log_frequency(self, on: bool) -> None:
         self.log_frequency = bool(on)

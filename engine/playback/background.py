@@ -5,24 +5,36 @@ write one store entry), hashes the model input for the cache key, opens the stor
 worker (:class:`~engine.separation.streaming.StreamingSeparator`) at the play position. What a player needs of it
 is small: :attr:`stems` and :attr:`regions_ready` to read, :attr:`cursor` and :meth:`follow` to keep the work ahead
 of the listener, :meth:`seek` when the listener jumps, :attr:`done` / :attr:`error`, and :meth:`close`.
+
+:meth:`BackgroundSeparation.close` is bounded (:data:`CLOSE_BOUND`) whatever the machine's load: the hashing is
+cancelled between slices, the worker never waits on a model chunk and its child process is terminated, then
+killed, when it does not answer. After closing, :attr:`~BackgroundSeparation.stems` and
+:attr:`~BackgroundSeparation.regions_ready` still show what it separated (a player keeps playing, and the app
+keeps drawing, the replaced model's stems until the new ones are ready).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
 
+from engine.errors import SeparationCancelled
 from engine.playback.models import CardModel, ResolvedModel
 from engine.separation.cache import StemCache, StemEntry, cache_key
-from engine.separation.streaming import StreamingSeparator
+from engine.separation.runner import default_threads
+from engine.separation.streaming import STOP_BOUND, StreamingSeparator
 
 log = logging.getLogger(__name__)
 
-#: Seconds :meth:`BackgroundSeparation.close` waits for each of its threads.
-CLOSE_TIMEOUT = 30.0
+#: What :meth:`BackgroundSeparation.close` promises (seconds, process mode): when it returns, its opener thread,
+#: its worker thread and the worker's child process have ended, whatever the load. The worker's own bound
+#: (:data:`~engine.separation.streaming.STOP_BOUND`) plus the opener's (it may be closing the separation this one
+#: replaced, itself bounded by ``STOP_BOUND``; its hashing is cancelled between 4 MB slices).
+CLOSE_BOUND = 2 * STOP_BOUND
 
 
 class BackgroundSeparation:
@@ -40,7 +52,8 @@ class BackgroundSeparation:
         title: recorded in the store entry's metadata.
         n_channels: channels of each stem.
         worker_process: run the model in a child process (the default of the session) or in a thread here.
-        n_threads: torch threads of the model.
+        n_threads: torch threads of the model (None: the one thread rule,
+            :func:`~engine.separation.runner.default_threads`).
         compute_device: where the model runs (process mode; None/"auto": the best available).
         previous: the separation this one replaces; it is closed (in this one's thread) before anything opens.
         on_started: called from this one's thread once the store entry exists and just before the worker starts;
@@ -61,7 +74,7 @@ class BackgroundSeparation:
         title: str = "",
         n_channels: int = 2,
         worker_process: bool = True,
-        n_threads: int = 1,
+        n_threads: int | None = None,
         compute_device: str | None = None,
         previous: BackgroundSeparation | None = None,
         on_started: Callable[[BackgroundSeparation], bool] | None = None,
@@ -76,13 +89,17 @@ class BackgroundSeparation:
         self._cache, self._title, self._n_channels = cache, title, n_channels
         self._region_samples = int(region_samples)
         self._play_sample = play_sample
-        self._worker_process, self._n_threads, self._compute_device = worker_process, n_threads, compute_device
+        self._worker_process, self._compute_device = worker_process, compute_device
+        self._n_threads = n_threads or default_threads()
         self._previous = previous
         self._on_started, self._on_region, self._on_error = on_started, on_region, on_error
         self._entry: StemEntry | None = None
         self._worker: StreamingSeparator | None = None
         self._error: str | None = None
         self._closed = False
+        self._closing = threading.Event()  # set once close() has finished (a second caller waits for it)
+        self._close_started = False
+        self._final: tuple[np.ndarray | None, np.ndarray] | None = None  # (stems, ready) frozen by close()
         self._lock = threading.Lock()  # entry/worker hand-over between the opener thread and close()
         self._opener: threading.Thread | None = None
 
@@ -93,23 +110,41 @@ class BackgroundSeparation:
             self._opener = threading.Thread(target=self._open, name="shotoku-open", daemon=True)
             self._opener.start()
 
-    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+    def close(self, timeout: float = CLOSE_BOUND) -> bool:
         """Stop the worker and release the store entry (what was separated stays in the store); idempotent.
 
-        Waits at most ``timeout`` seconds for each thread; an opener still hashing then cleans up after itself.
+        Returns within ``timeout`` seconds (default :data:`CLOSE_BOUND`), True when every thread and process it
+        started has ended (always, in process mode, within the bound). A second caller waits for the first.
+        :attr:`stems` and :attr:`regions_ready` keep showing what was separated.
         """
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._closed = True
-        opener = self._opener
-        if opener is not None and opener is not threading.current_thread():
-            opener.join(timeout)
-        with self._lock:
+            first, self._close_started = not self._close_started, True
             worker, entry = self._worker, self._entry
             self._worker = self._entry = None
-        if worker is not None:
-            worker.stop(timeout)
-        if entry is not None:
-            entry.close()
+            if first:
+                self._final = (entry.stems if entry is not None else None,
+                               worker.ready.astype(bool) if worker is not None else np.zeros(0, dtype=bool))
+        if not first:
+            if threading.current_thread() is not self._opener:
+                self._closing.wait(max(0.0, deadline - time.monotonic()))
+            return self._closing.is_set()
+        try:
+            stopped = True
+            if worker is not None:
+                stopped = worker.stop(max(0.0, deadline - time.monotonic()))
+            opener = self._opener
+            if opener is not None and opener is not threading.current_thread():
+                opener.join(max(0.0, deadline - time.monotonic()))
+                stopped = stopped and not opener.is_alive()
+            if entry is not None:
+                entry.close()
+            if not stopped:
+                log.warning("separation %s (%s) did not stop within %.1f s", self.generation, self.model_name, timeout)
+            return stopped
+        finally:
+            self._closing.set()
 
     def _open(self) -> None:  # opener thread
         previous, self._previous = self._previous, None
@@ -117,11 +152,16 @@ class BackgroundSeparation:
             previous.close()
         model = self.resolved.model
         try:
-            key = cache_key(self._model_in, self.samplerate, self.resolved.name, self.resolved.sha256)
+            key = cache_key(self._model_in, self.samplerate, self.resolved.name, self.resolved.sha256,
+                            cancel=lambda: self._closed)
+            if self._closed:
+                return
             entry = self._cache.open(
                 key, list(model.sources), self._n_channels, self._model_in.shape[-1], self.samplerate,
                 self._region_samples, info={"model": self.resolved.name, "title": self._title},
             )
+        except SeparationCancelled:
+            return
         except (OSError, ValueError) as err:
             self._fail(f"stem cache unavailable ({err}); playing the original only")
             return
@@ -186,15 +226,25 @@ class BackgroundSeparation:
     def stems(self) -> np.ndarray | None:
         """The stem store ``(n_stems, n_channels, n_samples)`` float32, memory-mapped, model rate, in the model's
         ``sources`` order; None until the entry is open. Read-only for callers; a region's samples are final once
-        :attr:`regions_ready` says so."""
-        entry = self._entry
+        :attr:`regions_ready` says so. After :meth:`close`, the stems as they were (still readable)."""
+        entry, final = self._entry, self._final
+        if final is not None:
+            return final[0]
         return entry.stems if entry is not None else None
 
     @property
     def regions_ready(self) -> np.ndarray:
-        """``(n_regions,)`` bool copy: True where a region of :attr:`stems` is final (empty before the worker)."""
-        worker = self._worker
+        """``(n_regions,)`` bool copy: True where a region of :attr:`stems` is final (empty before the worker).
+        After :meth:`close`, the regions that were final then."""
+        worker, final = self._worker, self._final
+        if final is not None:
+            return final[1].copy()
         return worker.ready.astype(bool) if worker is not None else np.zeros(0, dtype=bool)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (the stems and regions shown are then final)."""
+        return self._final is not None
 
     @property
     def region_samples(self) -> int:
@@ -211,7 +261,9 @@ class BackgroundSeparation:
     @property
     def done(self) -> bool:
         """True once every region is separated (or verified from the store)."""
-        worker = self._worker
+        worker, final = self._worker, self._final
+        if final is not None:
+            return bool(final[1].size and final[1].all())
         return bool(worker is not None and worker.done)
 
     @property

@@ -55,13 +55,14 @@ class Deck:
         self._push_mix()
         return self.mixer
 
-    def install(self, source: MixerSource | None, swap: bool = False) -> None:
-        """Play ``source``; ``swap``: the same song with more data (position and transport carry on)."""
+    def install(self, source: MixerSource | None, swap: bool = False, handover: bool = False) -> None:
+        """Play ``source``; ``swap``: the same song with more data (position and transport carry on);
+        ``handover``: its fallback is the stems the current source plays (see ``Mixer.swap_source``)."""
         mixer = self.mixer
         assert mixer is not None
         current = mixer.source
         if swap and source is not None and current is not None and current.n_frames == source.n_frames:
-            mixer.swap_source(source)
+            mixer.swap_source(source, handover)
         else:
             mixer.set_source(source)
 

@@ -9,11 +9,17 @@ nothing jumps (Mixxx's rule: a jump clicks).
 Signal flow for one block, per sample ``t``::
 
     stems_sum[c, t] = sum_s gain[s, c](t) * stems[s, c, pos + t]        # only over separated regions
+    old_sum[c, t]   = sum_s gain[s, c](t) * fallback[s, c, pos + t]     # the replaced model's stems, if any
     mix[c, t]       = mixture[c, pos + t] + w(t) * (stems_sum[c, t] - mixture[c, pos + t])
+                                          + v(t) * (old_sum[c, t] - mixture[c, pos + t])
     out[t, c]       = soft_clip(limiter(t) * master(t) * fade(t) * loop_env(t) * mix[c, t])
 
 ``w`` is the "separated" weight: it moves from 0 (original mixture) to 1 (stems) over ``fade_frames`` once every
 region the next two blocks touch is ready, and back before the play position reaches a region that is not.
+``v`` is the fallback weight, for a source that also carries the stems of the model it replaces (another model
+was chosen while the song plays): where the new stems are not ready but the old ones are, ``v`` moves to 1 instead
+of the mixture, so a muted stem stays muted across a model change; ``w + v <= 1`` at every sample, and every
+switch between new stems, old stems and the mixture is the same ``fade_frames`` cross-fade.
 ``fade`` is the transport fade: pause, stop and seek fade out before the position changes and fade in after.
 """
 
@@ -21,42 +27,12 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Stereo is the internal bus width: stems and mixture are ``(2, n_samples)`` per source.
-BUS_CHANNELS = 2
+from engine.playback.mixsource import BUS_CHANNELS, MixerSource
 
+__all__ = ["BUS_CHANNELS", "MODE_CROSSFADE", "MODE_FALLBACK", "MODE_MIXTURE", "MODE_STEMS", "Mixer", "MixerSource"]
 
-class MixerSource:
-    """The audio one song plays from, at the output sample rate.
-
-    Args:
-        mixture: ``(2, n_samples)`` float32, the original song.
-        stems: ``(n_stems, 2, n_samples)`` float32 (may be a ``numpy.memmap``), or None before any separation.
-            Samples of regions that are not ready are never heard, whatever they hold.
-        ready: ``(n_regions,)`` uint8, 1 where region ``k`` (samples ``[k * region_frames, (k+1) * region_frames)``)
-            of ``stems`` is final. The separation worker flips entries from 0 to 1 while the song plays.
-        region_frames: region length in samples.
-    """
-
-    __slots__ = ("mixture", "stems", "ready", "region_frames", "n_frames", "n_regions")
-
-    def __init__(
-        self, mixture: np.ndarray, stems: np.ndarray | None, ready: np.ndarray | None, region_frames: int
-    ) -> None:
-        if mixture.ndim != 2 or mixture.shape[0] != BUS_CHANNELS or mixture.dtype != np.float32:
-            raise ValueError(f"mixture must be float32 (2, n_samples), got {mixture.dtype} {mixture.shape}")
-        self.mixture = mixture
-        self.n_frames = int(mixture.shape[1])
-        self.region_frames = max(1, int(region_frames))
-        self.n_regions = max(1, -(-self.n_frames // self.region_frames))
-        if stems is not None:
-            if stems.ndim != 3 or stems.shape[1:] != mixture.shape or stems.dtype != np.float32:
-                raise ValueError(f"stems must be float32 (n_stems, 2, {self.n_frames}), got {stems.dtype} {stems.shape}")
-            if ready is None:
-                ready = np.zeros(self.n_regions, dtype=np.uint8)
-            if ready.shape != (self.n_regions,):
-                raise ValueError(f"ready must have shape ({self.n_regions},), got {ready.shape}")
-        self.stems = stems
-        self.ready = ready
+#: What a block plays (bits of :meth:`Mixer._render_segment`'s ``mode``).
+MODE_MIXTURE, MODE_STEMS, MODE_FALLBACK, MODE_CROSSFADE = 0, 1, 2, 4
 
 
 def _towards(value: float, target: float, step: float) -> float:
@@ -72,7 +48,8 @@ class Mixer:
     Control side (any thread): :meth:`set_gains` (or :meth:`set_stem_gains` and :attr:`master_target`),
     :meth:`set_source`, :meth:`request_play`, :meth:`request_pause`, :meth:`request_seek`, :meth:`set_loop`. Callback side:
     :meth:`render`. Published by the callback (read them from a timer): :attr:`position`, :attr:`levels`,
-    :attr:`out_level`, :attr:`blocks`, :attr:`starved_blocks`, :attr:`at_end`, :attr:`separated_weight`.
+    :attr:`out_level`, :attr:`blocks`, :attr:`starved_blocks`, :attr:`at_end`, :attr:`separated_weight`,
+    :attr:`fallback_weight`.
 
     Args:
         n_stems: number of stems.
@@ -107,7 +84,9 @@ class Mixer:
         # --- control values (written by the control side, read once per block) ---
         self.target_gain = np.ones((n_stems, BUS_CHANNELS), dtype=f32)  #: linear, mute/solo/pan resolved
         self.master_target = 1.0  #: linear master gain
-        self._source: MixerSource | None = None
+        # (source, handover number): one attribute, so the callback reads a swapped source and its handover at once
+        self._installed: tuple[MixerSource | None, int] = (None, 0)
+        self._handover_done = 0
         self._generation = 0
         self._playing = False
         self._seek: tuple[int, int] = (0, 0)  # (request number, frame)
@@ -119,6 +98,7 @@ class Mixer:
         self._master_prev = 1.0
         self._fade_prev = 0.0
         self._w_prev = 0.0
+        self._v_prev = 0.0
         self._limit_prev = 1.0
         self._seek_done = 0
         self._loop_wrapped = False
@@ -131,6 +111,8 @@ class Mixer:
         self._env = np.zeros(max_block, dtype=f32)
         self._tmp = np.zeros(max_block, dtype=f32)
         self._wramp = np.zeros(max_block, dtype=f32)
+        self._vramp = np.zeros(max_block, dtype=f32)
+        self._bus_alt = np.zeros((BUS_CHANNELS, max_block), dtype=f32)
         self._block_peak = np.zeros(n_stems, dtype=f32)
         self._loopenv = np.ones(max_block, dtype=f32)
         self._scalar = np.zeros((), dtype=f32)
@@ -140,39 +122,47 @@ class Mixer:
         self.out_level = 0.0  #: output peak of the last block, after the limiter
         self.limiter_gain = 1.0  #: the limiter's gain at the end of the last block
         self.separated_weight = 0.0  #: 0: original mixture audible, 1: stems audible
+        self.fallback_weight = 0.0  #: share of the replaced model's stems (the source's fallback) audible
         self.blocks = 0  #: blocks rendered
         self.frames_rendered = 0  #: frames of every block rendered (silent ones too)
         self.starved_blocks = 0  #: blocks zero-filled because there was nothing to play
         self.at_end = False  #: True once the song ran out (not looping); cleared by play/seek
 
     # ------------------------------------------------------------------ control side
+    def _check_stems(self, source: MixerSource) -> None:
+        for stems in (source.stems, source.fallback):
+            if stems is not None and stems.shape[0] != self.n_stems:
+                raise ValueError(f"source has {stems.shape[0]} stems, mixer has {self.n_stems}")
+
     def set_source(self, source: MixerSource | None) -> None:
         """Play from ``source`` (stops playback and rewinds; the callback picks it up on its next block)."""
-        if source is not None and source.stems is not None and source.stems.shape[0] != self.n_stems:
-            raise ValueError(f"source has {source.stems.shape[0]} stems, mixer has {self.n_stems}")
+        if source is not None:
+            self._check_stems(source)
         self._generation += 1  # a block being rendered from the old source must not write its state back
         self._playing = False
-        self._source = None
+        self._installed = (None, self._handover_done)
         self._fade_prev = 0.0
         self._w_prev = 0.0
+        self._v_prev = 0.0
         self.position = 0
         self._seek_done = self._seek[0]
         self._loop = None
         self.at_end = False
-        self._source = source
+        self._installed = (source, self._handover_done)
 
-    def swap_source(self, source: MixerSource) -> None:
-        """Replace the source by another of the same song (same length): position and transport carry on."""
-        current = self._source
+    def swap_source(self, source: MixerSource, handover: bool = False) -> None:
+        """Replace the source by another of the same song (same length): position, transport and cross-fades carry
+        on. ``handover``: ``source.fallback`` is the stems the current source plays (another model was chosen):
+        what was audible of them stays audible, now as the fallback, so nothing jumps."""
+        current, pending = self._installed
         if current is None or current.n_frames != source.n_frames:
             raise ValueError("swap_source needs a source of the same length as the current one")
-        if source.stems is not None and source.stems.shape[0] != self.n_stems:
-            raise ValueError(f"source has {source.stems.shape[0]} stems, mixer has {self.n_stems}")
-        self._source = source
+        self._check_stems(source)
+        self._installed = (source, pending + 1 if handover else pending)
 
     @property
     def source(self) -> MixerSource | None:
-        return self._source
+        return self._installed[0]
 
     def set_stem_gains(self, gains: np.ndarray) -> None:
         """Set the effective linear gain of every stem on each bus channel, ``(n_stems, 2)``."""
@@ -199,7 +189,7 @@ class Mixer:
 
     def request_seek(self, frame: int) -> None:
         """Jump to ``frame``: the current sound fades out, the position changes, the new one fades in."""
-        src = self._source
+        src = self._installed[0]
         limit = src.n_frames if src is not None else 0
         frame = int(min(max(0, frame), max(0, limit)))
         self.at_end = False
@@ -232,7 +222,11 @@ class Mixer:
         self.blocks += 1
         self.frames_rendered += n
         generation = self._generation
-        src = self._source
+        src, handover = self._installed
+        if handover != self._handover_done:  # the stems playing became the fallback: their weight moves with them
+            self._v_prev = min(1.0, self._w_prev + self._v_prev)
+            self._w_prev = 0.0
+            self._handover_done = handover
         if src is None or n > self.max_block or n == 0:
             out.fill(0.0)
             self.starved_blocks += 1
@@ -264,18 +258,33 @@ class Mixer:
         # Gains: snapshot the control values once, ramp from the previous block's values.
         np.copyto(self._gain_cur, self.target_gain)
         np.subtract(self._gain_cur, self._gain_prev, out=self._gain_delta)
-        w_target = self._stems_ready(src, self.position, 2 * n)
-        w_next = _towards(self._w_prev, w_target, n / self.fade_frames)
-        wramp = self._wramp[:n]
-        np.multiply(ramp, w_next - self._w_prev, out=wramp)
-        np.add(wramp, self._w_prev, out=wramp)
+        w_target, v_target = 0.0, 0.0
+        if src.stems is not None and self._covered(src.ready, src.region_frames, src.n_regions, self.position, 2 * n):
+            w_target = 1.0
+        elif src.fallback is not None and self._covered(src.fallback_ready, src.fallback_region_frames,
+                                                        src.n_fallback_regions, self.position, 2 * n):
+            v_target = 1.0
+        step = n / self.fade_frames
+        w_prev, v_prev = self._w_prev, self._v_prev
+        if src.stems is None:  # no stems (any more): their share is the mixture
+            w_prev = 0.0
+        if src.fallback is None:
+            v_prev = 0.0
+        w_next, v_next = _towards(w_prev, w_target, step), _towards(v_prev, v_target, step)
+        wramp, vramp = self._wramp[:n], self._vramp[:n]
+        np.multiply(ramp, w_next - w_prev, out=wramp)
+        np.add(wramp, w_prev, out=wramp)
+        np.multiply(ramp, v_next - v_prev, out=vramp)
+        np.add(vramp, v_prev, out=vramp)
 
-        if src.stems is None or (self._w_prev == 0.0 and w_next == 0.0):
-            mode = 0  # original mixture only
-        elif self._w_prev == 1.0 and w_next == 1.0:
-            mode = 1  # stems only
+        if w_prev == 0.0 and w_next == 0.0 and v_prev == 0.0 and v_next == 0.0:
+            mode = MODE_MIXTURE
+        elif w_prev == 1.0 and w_next == 1.0:
+            mode = MODE_STEMS
+        elif v_prev == 1.0 and v_next == 1.0:
+            mode = MODE_FALLBACK
         else:
-            mode = 2  # cross-fade
+            mode = MODE_CROSSFADE | (MODE_STEMS if w_prev or w_next else 0) | (MODE_FALLBACK if v_prev or v_next else 0)
         self._block_peak.fill(0.0)
         pos = self.position
         offset = 0
@@ -307,63 +316,82 @@ class Mixer:
         self.position = pos
         np.copyto(self._gain_prev, self._gain_cur)
         self._fade_prev = fade_next
-        self._w_prev = w_next
-        self.separated_weight = w_next
+        self._w_prev, self._v_prev = w_next, v_next
+        self.separated_weight, self.fallback_weight = w_next, v_next
         np.copyto(self.levels, self._block_peak)
 
-    def _stems_ready(self, src: MixerSource, pos: int, span: int) -> float:
-        """1.0 if the stems of every region in ``[pos, pos + span)`` (and the loop start, if near) are ready."""
-        ready = src.ready
-        if src.stems is None or ready is None:
-            return 0.0
-        first = pos // src.region_frames
-        last = min(src.n_regions - 1, (pos + span - 1) // src.region_frames)
+    def _covered(self, ready: np.ndarray | None, region_frames: int, n_regions: int, pos: int, span: int) -> bool:
+        """True if ``ready`` flags every region in ``[pos, pos + span)`` (and near the loop start, if the loop end
+        is near) on the ``region_frames`` grid. Plain loops over scalars: nothing is allocated."""
+        if ready is None:
+            return False
+        first = pos // region_frames
+        last = min(n_regions - 1, (pos + span - 1) // region_frames)
         for k in range(first, last + 1):
             if not ready[k]:
-                return 0.0
+                return False
         loop = self._loop
         if loop is not None and pos < loop[1] <= pos + span:
-            first = loop[0] // src.region_frames
-            last = min(src.n_regions - 1, (loop[0] + span - 1) // src.region_frames)
+            first = loop[0] // region_frames
+            last = min(n_regions - 1, (loop[0] + span - 1) // region_frames)
             for k in range(first, last + 1):
                 if not ready[k]:
-                    return 0.0
-        return 1.0
+                    return False
+        return True
 
     def _render_segment(self, src: MixerSource, mode: int, pos: int, offset: int, count: int) -> None:
         """Mix frames ``[pos, pos + count)`` of ``src`` into ``self._bus[:, offset:offset + count]``.
 
-        Works row by row on 1-D contiguous slices: numpy's strided/multi-axis paths allocate iterator buffers.
+        ``mode``: :data:`MODE_MIXTURE`, :data:`MODE_STEMS` or :data:`MODE_FALLBACK` alone (that source only), or
+        :data:`MODE_CROSSFADE` with the bits of the stem sets that take part. Works row by row on 1-D contiguous
+        slices: numpy's strided/multi-axis paths allocate iterator buffers.
         """
         stop = offset + count
-        ramp = self._ramp[offset:stop]
-        gain = self._tmp[:count]
-        prod = self._excess[0, :count]
         for c in range(BUS_CHANNELS):
             bus = self._bus[c, offset:stop]
             mixture = src.mixture[c, pos:pos + count]
-            if mode == 0:
+            if mode == MODE_MIXTURE:
                 np.copyto(bus, mixture)
-                continue
-            bus.fill(0.0)
-            for s in range(self.n_stems):
-                delta = self._gain_delta[s, c]
-                x = src.stems[s, c, pos:pos + count]
-                if delta == 0.0:
-                    np.multiply(x, self._gain_prev[s, c], out=prod)
+            elif mode == MODE_STEMS:
+                self._stem_sum(src.stems, bus, c, pos, offset, count)
+            elif mode == MODE_FALLBACK:
+                self._stem_sum(src.fallback, bus, c, pos, offset, count)
+            else:  # bus = mixture + w * (stems_sum - mixture) + v * (old_sum - mixture)
+                if mode & MODE_STEMS:
+                    self._stem_sum(src.stems, bus, c, pos, offset, count)
+                    np.subtract(bus, mixture, out=bus)
+                    np.multiply(bus, self._wramp[offset:stop], out=bus)
                 else:
-                    np.multiply(ramp, delta, out=gain)
-                    np.add(gain, self._gain_prev[s, c], out=gain)
-                    np.multiply(x, gain, out=prod)
-                np.add(bus, prod, out=bus)
-                np.abs(prod, out=prod)
-                np.max(prod, out=self._scalar)
-                if self._scalar > self._block_peak[s]:
-                    self._block_peak[s] = self._scalar
-            if mode == 2:  # bus = mixture + w * (stems_sum - mixture)
-                np.subtract(bus, mixture, out=bus)
-                np.multiply(bus, self._wramp[offset:stop], out=bus)
+                    bus.fill(0.0)
+                if mode & MODE_FALLBACK:
+                    alt = self._bus_alt[c, offset:stop]
+                    self._stem_sum(src.fallback, alt, c, pos, offset, count)
+                    np.subtract(alt, mixture, out=alt)
+                    np.multiply(alt, self._vramp[offset:stop], out=alt)
+                    np.add(bus, alt, out=bus)
                 np.add(bus, mixture, out=bus)
+
+    def _stem_sum(self, stems: np.ndarray, bus: np.ndarray, c: int, pos: int, offset: int, count: int) -> None:
+        """``bus`` ``(count,)`` = the gain-ramped sum over stems of ``stems[:, c, pos:pos + count]``; updates the
+        per-stem block peaks."""
+        ramp = self._ramp[offset:offset + count]
+        gain = self._tmp[:count]
+        prod = self._excess[0, :count]
+        bus.fill(0.0)
+        for s in range(self.n_stems):
+            delta = self._gain_delta[s, c]
+            x = stems[s, c, pos:pos + count]
+            if delta == 0.0:
+                np.multiply(x, self._gain_prev[s, c], out=prod)
+            else:
+                np.multiply(ramp, delta, out=gain)
+                np.add(gain, self._gain_prev[s, c], out=gain)
+                np.multiply(x, gain, out=prod)
+            np.add(bus, prod, out=bus)
+            np.abs(prod, out=prod)
+            np.max(prod, out=self._scalar)
+            if self._scalar > self._block_peak[s]:
+                self._block_peak[s] = self._scalar
 
     def _loop_envelope(self, loop: tuple[int, int], pos: int, offset: int, count: int) -> bool:
         """Write the loop's fade-out before B and fade-in after A into ``_loopenv``; True if any sample < 1."""

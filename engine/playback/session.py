@@ -28,6 +28,7 @@ import numpy as np
 
 from engine import STEM_NAMES
 from engine.errors import PlaybackError
+from engine.playback import background
 from engine.playback.background import BackgroundSeparation
 from engine.playback.deck import Deck
 from engine.playback.mix import MixState
@@ -37,7 +38,8 @@ from engine.playback.output import OutputPath
 from engine.playback.song import OpenSong, SeparationSettings, load_song
 from engine.playback.stream import AudioOutput, OutputState
 from engine.separation.cache import DEFAULT_REGION_SAMPLES, StemCache
-from engine.separation.streaming import StreamingSeparator, default_worker_threads
+from engine.separation.runner import default_threads
+from engine.separation.streaming import StreamingSeparator
 
 if TYPE_CHECKING:
     from torch import nn
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
     from engine.audio import Audio
 
 log = logging.getLogger(__name__)
+
+#: What :meth:`PlaybackSession.close` promises (seconds): the separation's bound, then the output and the monitor.
+CLOSE_BOUND = background.CLOSE_BOUND + 3.0
 
 #: :attr:`PlaybackSession.message` while a song plays without a model.
 NO_MODEL_MESSAGE = "no trained model installed: playing the original mix only"
@@ -78,7 +83,8 @@ class PlaybackSession:
         device: output device (index, name fragment or None for the system default).
         latency: "robust" (default, large blocks) or "low" (small blocks); see ``stream.LATENCY_PRESETS``.
         blocksize: frames per block, overriding the latency preset.
-        worker_threads: torch threads of the separation worker (default: cores - 1, at least 1).
+        worker_threads: torch threads of the separation worker (default: the one thread rule,
+            :func:`~engine.separation.runner.default_threads`).
         cache: the stem store (default: ``StemCache()`` in the platform cache folder).
         open_output: open the audio output now (False: call :meth:`select_device` later, e.g. tests).
         worker_process: run the model in a child process (default; measured: fewer underruns, as the model can
@@ -100,7 +106,7 @@ class PlaybackSession:
     ) -> None:
         self.model_name = model
         self.worker_process = worker_process
-        self.worker_threads = worker_threads or default_worker_threads()
+        self.worker_threads = worker_threads or default_threads()
         self.cache = cache or StemCache()
         self.compute_device = compute_device
         self.samplerate = 0  #: output rate (frames/s) of the mixer
@@ -233,8 +239,10 @@ class PlaybackSession:
     def change_model(self, model: str | nn.Module | None = None) -> None:
         """Re-separate the open song with ``model`` (None: the session default) while playback carries on.
 
-        The mixer goes back to the original mix (cross-faded) until the new model's regions are ready (at once,
-        from the stem store, if this song was separated with that model before).
+        When the new model has the same stems, the old model's stems keep playing wherever the new model's are
+        not ready yet (cross-faded to the new ones region by region; :attr:`previous_separation` shows them), so
+        a muted stem stays muted; with other stems the mixer plays the original mix there. The new regions are
+        ready at once, from the stem store, if this song was separated with that model before.
         Raises:
             ShotokuError: the model cannot be loaded, or it is an oracle and the song has no references.
         """
@@ -246,9 +254,9 @@ class PlaybackSession:
         with self._lock:
             if self._song is not song:
                 return
-            previous = song.detach()
-            self._message = "" if resolved is not None else NO_MODEL_MESSAGE
             sources = list(resolved.model.sources) if resolved is not None else self.stems
+            previous = song.detach(keep_stems=resolved is not None and sources == self.stems)
+            self._message = "" if resolved is not None else NO_MODEL_MESSAGE
             if sources != self.stems:
                 position = self._deck.position
                 self._set_stems(sources)
@@ -271,22 +279,35 @@ class PlaybackSession:
         if self._song is not None and name is not None:
             self.change_model(name)
 
-    def close_song(self) -> None:
-        """Stop playback and the separation and release the song (the stem cache keeps what was separated)."""
+    def close_song(self, timeout: float = background.CLOSE_BOUND) -> bool:
+        """Stop playback and the separation and release the song (the stem cache keeps what was separated).
+
+        Returns within ``timeout`` seconds (default :data:`~engine.playback.background.CLOSE_BOUND`); True when
+        the separation's threads and child process have ended (always, in process mode).
+        """
         with self._lock:
             self._deck.want_play = False
             if self.mixer is not None:
                 self.mixer.set_source(None)
             song, self._song = self._song, None
-        if song is not None:
-            song.close()  # joins the separation's threads; never under the lock (its opener may be waiting for it)
+        if song is None:
+            return True
+        return song.close(timeout)  # joins the separation's threads; never under the lock (its opener may wait for it)
 
-    def close(self) -> None:
-        """Close the song, the output and the monitor thread (joins every thread this session started)."""
+    def close(self, timeout: float = CLOSE_BOUND) -> bool:
+        """Close the song, the output and the monitor thread: returns within ``timeout`` seconds (default
+        :data:`CLOSE_BOUND`, whatever the machine's load), True when every thread and process this session
+        started has ended (in process mode, the default, always: the separation's child is terminated, then
+        killed, when it does not answer; it is never waited on for a model chunk)."""
+        deadline = time.monotonic() + timeout
         self._closed.set()
-        self.close_song()
+        stopped = self.close_song(max(0.0, min(background.CLOSE_BOUND, deadline - time.monotonic() - 1.0)))
         self._output.close()
-        self._monitor.join(2.0)
+        self._monitor.join(max(0.0, deadline - time.monotonic()))
+        stopped = stopped and not self._monitor.is_alive() and not self._output.clock.running
+        if not stopped:
+            log.warning("the playback session did not stop every thread within %.1f s", timeout)
+        return stopped
 
     def _resolve(self, model: str | nn.Module | None) -> ResolvedModel | None:
         return self._models.resolve(model, self.model_name, not self.worker_process, self.compute_device)
@@ -312,6 +333,21 @@ class PlaybackSession:
         """The separation of the open song (None: none running, e.g. no model); its stems, progress and error."""
         song = self._song
         return song.separation if song is not None else None
+
+    @property
+    def previous_separation(self) -> BackgroundSeparation | None:
+        """The replaced separation (closed) whose stems still play where the current one's are not ready, or None
+        (no model change, or the new model has other stems). Its ``stems``, ``regions_ready``, ``region_samples``
+        and ``model_name`` stay readable: the app keeps those lanes drawn until the new ones replace them."""
+        song = self._song
+        return song.previous_separation if song is not None else None
+
+    @property
+    def previous_region_ready(self) -> np.ndarray:
+        """``(n_regions,)`` bool copy on :attr:`region_ready`'s grid: where the replaced model's stems can play
+        (empty without a :attr:`previous_separation`)."""
+        ready = self._song.fallback_ready if self._song is not None else None
+        return ready.astype(bool) if ready is not None else np.zeros(0, dtype=bool)
 
     @property
     def separation_model(self) -> str | None:

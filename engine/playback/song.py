@@ -4,6 +4,10 @@ The mixture is kept at the model's rate (the separation's input); :meth:`OpenSon
 :class:`~engine.playback.source.SongSource` at the output rate with the stems as far as they are separated, again
 whenever the output rate or the separation changes. :meth:`OpenSong.separate` starts a
 :class:`~engine.playback.background.BackgroundSeparation` whose regions reach the mixer as they become final.
+
+When another model is chosen with the same stems, :meth:`OpenSong.detach` keeps the replaced separation's view as
+the *fallback*: its stems keep playing wherever the new model's are not ready yet (a muted vocal stays muted),
+until the song closes or another model replaces them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 import soxr
 
 from engine.errors import ShotokuError
-from engine.playback.background import BackgroundSeparation
+from engine.playback.background import CLOSE_BOUND, BackgroundSeparation
 from engine.playback.deck import Deck
 from engine.playback.models import ResolvedModel
 from engine.playback.source import SongSource, resample_mixture
@@ -34,7 +38,7 @@ class SeparationSettings:
 
     cache: StemCache
     worker_process: bool = True
-    n_threads: int = 1
+    n_threads: int | None = None  #: None: :func:`~engine.separation.runner.default_threads`
     compute_device: str | None = None
 
 
@@ -109,6 +113,9 @@ class OpenSong:
         self._mixture_out: tuple[int, np.ndarray] = (self.samplerate, mixture)
         self.source: SongSource | None = None  #: the mixer's view (None before :meth:`install`)
         self.separation: BackgroundSeparation | None = None  #: the separation running (None: none)
+        self._fallback: SongSource | None = None  # the replaced separation's view, played where ours is not ready
+        self._fallback_separation: BackgroundSeparation | None = None
+        self._handover = False  # the next install hands the stems playing over to the fallback
         self._closed = False
 
     # ------------------------------------------------------------------ the mixer's view
@@ -123,13 +130,34 @@ class OpenSong:
         separation = self.separation
         stems = separation.stems if separation is not None else None
         region = separation.region_samples if separation is not None else self.region_samples
-        source = SongSource(self._mixture_out[1], stems, region, self.samplerate, self._output_rate)
+        fallback = self._fallback
+        if fallback is not None and fallback.samplerate != self._output_rate:
+            self._drop_fallback()  # another output rate: the old view no longer lines up
+            fallback = None
+        source = SongSource(self._mixture_out[1], stems, region, self.samplerate, self._output_rate, fallback)
         old, self.source = self.source, source
         if separation is not None and stems is not None:
             source.mark_ready(separation.regions_ready)  # regions announced from now on reach it directly
-        self._deck.install(source.source, swap)
-        if old is not None:
+        handover, self._handover = self._handover and source.fallback is old, False
+        self._deck.install(source.source, swap, handover)
+        if old is not None and old is not self._fallback:
             old.close()
+
+    @property
+    def previous_separation(self) -> BackgroundSeparation | None:
+        """The (closed) separation whose stems play where the current one's are not ready yet, or None. Its
+        ``stems``/``regions_ready``/``region_samples`` show what it had separated (the app keeps drawing them)."""
+        return self._fallback_separation if self._fallback is not None else None
+
+    @property
+    def fallback_ready(self) -> np.ndarray | None:
+        """``(n_regions,)`` uint8 on the mixer's grid of the fallback stems (None: no fallback)."""
+        return self._fallback.ready if self._fallback is not None else None
+
+    def _drop_fallback(self) -> None:
+        fallback, self._fallback, self._fallback_separation = self._fallback, None, None
+        if fallback is not None and fallback is not self.source:
+            fallback.close()
 
     def play_sample(self) -> int:
         """The play position in model-rate samples."""
@@ -149,10 +177,26 @@ class OpenSong:
         separation.start()
         return separation
 
-    def detach(self) -> BackgroundSeparation | None:
-        """Stop reading the current separation (the mixer goes back to the mixture at the next :meth:`install`);
-        returns it for the caller to close (or to hand to the next one as ``previous``)."""
+    def detach(self, keep_stems: bool = False) -> BackgroundSeparation | None:
+        """Stop reading the current separation; returns it for the caller to close (or to hand to the next one as
+        ``previous``).
+
+        ``keep_stems`` (the next model has the same stems): what it separated keeps playing, from the next
+        :meth:`install` on, wherever the next separation is not ready. Of its stems and the fallback it had
+        itself, the ones being heard are kept (its own when they are audible now or there is no fallback yet),
+        so the switch never jumps. Otherwise the mixer goes back to the mixture there.
+        """
         separation, self.separation = self.separation, None
+        current = self.source
+        if not keep_stems:
+            self._drop_fallback()
+        elif current is not None and current.usable_as_fallback(current.source.n_frames):
+            mixer = self._deck.mixer
+            audible = mixer is not None and mixer.source is current.source and mixer.separated_weight > 0.0
+            if self._fallback is None or audible:
+                self._drop_fallback()
+                self._fallback, self._fallback_separation = current, separation
+                self._handover = True
         return separation
 
     def _on_started(self, separation: BackgroundSeparation) -> bool:  # its opener thread
@@ -171,12 +215,14 @@ class OpenSong:
         if separation is self.separation:
             self._notify(message)
 
-    def close(self) -> None:
-        """Stop the separation (joining its threads; call it without holding the lock) and release the view."""
+    def close(self, timeout: float = CLOSE_BOUND) -> bool:
+        """Stop the separation (joining its threads, at most ``timeout`` seconds; call it without holding the
+        lock) and release the view. True when every thread and process of the separation has ended."""
         self._closed = True
         separation, self.separation = self.separation, None
-        if separation is not None:
-            separation.close()
+        stopped = separation.close(timeout) if separation is not None else True
         source, self.source = self.source, None
+        self._drop_fallback()
         if source is not None:
             source.close()
+        return stopped

@@ -171,7 +171,7 @@ def main():  # guarded: the separation worker's process must not run this again
     window.show()
     window.controller.open_file(write_song(tmp / "song", seconds=30.0, with_stems=False, name="tune", ext="wav"))
     wait_until(lambda: window.controller.song is not None and not window.controller.loading, 60)
-    window.controller.toggle_play()
+    window.controller.playback.play()  # it plays at once already (a new user's settings); a toggle would pause
     report("playing", wait_until(lambda: window.controller.playback.state.value == "playing"
                                  and window.controller.playback.position_seconds > 0.5, 30))
     jack.kill_jack(server)

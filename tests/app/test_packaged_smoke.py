@@ -83,3 +83,15 @@ def test_frozen_app_runs_the_cli(tmp_path: Path) -> None:
                          timeout=120, env=env)  # fmt: skip
     assert bad.returncode == 1
     assert "missing.wav" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_bundle_carries_the_user_guide_and_the_pictures_it_shows() -> None:
+    import re
+
+    guide = (ROOT / "docs" / "USER_GUIDE.md").read_text(encoding="utf-8")
+    spec = (ROOT / "packaging" / "shotoku.spec").read_text(encoding="utf-8")
+    pictures = re.findall(r"\]\(screenshots/([\w.-]+\.png)\)", guide)
+    assert pictures and '"USER_GUIDE.md"), "docs")' in spec
+    for name in pictures:
+        assert (ROOT / "docs" / "screenshots" / name).is_file(), name
+        assert f'"{name}"' in spec, f"{name} is shown by the guide but not bundled by packaging/shotoku.spec"

@@ -59,3 +59,22 @@ def test_a_finished_separation_is_drawn_then_reported_with_its_model(qtbot) -> N
         assert separated == ["identity"] and columns and poller.unseparated_spans() == []
     finally:
         assert host.shutdown()
+
+
+def test_spans_the_previous_model_still_covers_can_be_left_out(qtbot) -> None:
+    """After a model change the replaced model's stems play where the new ones are not ready: those spans are not
+    "unseparated" for a window that asks (``include_previous``), and the previous separation is exposed."""
+    stems = np.zeros((4, 2, 44100 * 4), dtype=np.float32)
+    session = fake_session(np.array([True, False, False, False]), stems)
+    host = WorkerHost()
+    poller = SessionPoller(session, host)
+    poller.set_grid(SpectrogramGrid(44100, stems.shape[-1], 2048, 512))
+    assert poller.previous_separation is None
+    session.previous_separation = SimpleNamespace(regions_ready=np.array([True, True, True, False]),
+                                                  region_samples=44100, stems=stems, model_name="old")
+    assert poller.previous_separation.model_name == "old"
+    assert poller.unseparated_spans() == [(1.0, 4.0)]
+    assert poller.unseparated_spans(include_previous=True) == [(3.0, 4.0)]
+    session.separation.regions_ready = np.zeros(0, dtype=bool)  # the new worker has not started yet
+    assert poller.unseparated_spans(include_previous=True) == [(3.0, 4.0)]
+    assert host.shutdown()

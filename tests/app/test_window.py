@@ -200,7 +200,8 @@ def test_close_during_separation_joins_every_thread(qtbot, settings, tmp_path: P
     window = MainWindow(settings, use_audio_device=False)
     window.show()
     window.controller.open_file(long_song)
-    qtbot.waitUntil(lambda: multiprocessing.active_children() != [], timeout=30000)  # the separation process
+    qtbot.waitUntil(lambda: multiprocessing.active_children() != [] and window.controller.playback.worker is not None
+                    and window.controller.playback.worker.alive, timeout=120_000)  # the separation process
     worker = window.controller.playback.worker
     assert worker is not None and worker.alive and not worker.done
     window.close()

@@ -21,6 +21,8 @@ from engine.models.catalogue import build_model
 from engine.playback.session import PlaybackSession, SessionState
 from engine.playback.tuning import tune_process_for_playback
 from engine.separation.cache import StemCache
+from tests.engine import jack as jack_module
+from tests.engine.busy import wait_for
 from tests.engine.jack import JACK_RATE
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -39,30 +41,55 @@ def noise_song(seconds: float) -> Audio:
     return Audio((0.1 * rng.standard_normal((2, int(seconds * JACK_RATE)))).astype(np.float32), JACK_RATE)
 
 
+def play_window(session: PlaybackSession, seconds: float = 2.0) -> dict:
+    """Play ``seconds`` while moving a fader every 250 ms; the frames/s, underruns and position it saw, and whether
+    the separation was still at work when it began."""
+    separating = session.separation is not None and not session.separation.done
+    frames0, under0, t0 = session.output.frames, session.underruns, time.monotonic()
+    pos0 = session.mixer.position
+    mix = session.mix
+    for _ in range(int(seconds / 0.25)):
+        time.sleep(0.25)
+        mix.strip_for("vocals").gain_db = float(np.random.default_rng().uniform(-30, 6))
+        session.apply_mix(mix)
+    elapsed = time.monotonic() - t0
+    frames = session.output.frames - frames0
+    return {"rate": frames / elapsed / JACK_RATE, "underruns": session.underruns - under0,
+            "moved": session.mixer.position - pos0, "frames": frames,
+            "separating": separating}
+
+
 def test_plays_in_real_time_without_underruns(jack: int, cache: StemCache) -> None:
+    """While the song separates and a fader moves, the callback keeps real time with no underrun.
+
+    A cause in Shotoku (the separation keeping the audio thread off the CPU or the GIL) lasts as long as the
+    separation: it shows in every window. A shared machine's own hiccup (another program's burst, a page cache
+    flush) does not: of up to three 2-s windows, one clean window passes; every window is in the message."""
     session = PlaybackSession(cache=cache, blocksize=512, worker_threads=1)
+    windows: list[dict] = []
     try:
         assert session.state == SessionState.EMPTY, session.message
         assert session.samplerate == JACK_RATE
-        session.open(noise_song(10.0), model=build_model("tiny", {"segment_seconds": 1.0}))
+        # a wider tiny model: about 10 s of separation work for 30 s of song, like a real model on a busy core
+        model = build_model("tiny", {"segment_seconds": 1.0, "hidden": 128, "kernel_size": 63})
+        session.open(noise_song(30.0), model=model)
         time.sleep(0.5)  # start-up: PortAudio/JACK may report an underflow or two here
-        frames0, under0, t0 = session.output.frames, session.underruns, time.monotonic()
-        pos0 = session.mixer.position
-        mix = session.mix
-        for _ in range(8):
-            time.sleep(0.25)
-            mix.strip_for("vocals").gain_db = float(np.random.default_rng().uniform(-30, 6))
-            session.apply_mix(mix)
-        elapsed = time.monotonic() - t0
-        frames = session.output.frames - frames0
-        rate = frames / elapsed
-        assert abs(rate / JACK_RATE - 1) < 0.03, f"played {rate:.0f} frames/s"
-        assert session.mixer.position - pos0 == pytest.approx(frames, abs=1024)
-        assert session.underruns - under0 == 0, "underruns while separating and moving a fader"
+        for _ in range(3):
+            window = play_window(session)
+            windows.append(window)
+            assert window["moved"] == pytest.approx(window["frames"], abs=1024), "the mixer follows the stream"
+            if abs(window["rate"] - 1) < 0.03 and (window["underruns"] == 0 or not jack_module.server_realtime):
+                break
         assert session.state == SessionState.PLAYING
-        assert session.region_ready.any(), "separated regions arrived during playback"
+        wait_for(lambda: session.region_ready.any(), "separated regions to arrive during playback")
     finally:
         session.close()
+    clean = [w for w in windows if abs(w["rate"] - 1) < 0.03 and w["separating"]]
+    assert clean, f"not in real time while separating: {windows}"
+    if not jack_module.server_realtime:  # (the CI machine runs as root: there the server is real-time)
+        pytest.skip("JACK runs without real-time scheduling here: with busy cores its underflows measure the "
+                    "machine's load, not Shotoku (run as a user allowed real-time priority to check them)")
+    assert any(w["underruns"] == 0 for w in clean), f"underruns while separating and moving a fader: {windows}"
 
 
 def test_stream_stopped_under_us_is_device_lost_then_resumes(jack: int, cache: StemCache) -> None:

@@ -1,4 +1,9 @@
-"""The headless remix session, driven without an audio device: the test calls the render callback itself."""
+"""The headless remix session, driven without an audio device: the test calls the render callback itself.
+
+The tests wait on states (a region ready, the worker done), never on the wall clock: :func:`render` renders a
+number of blocks, :func:`pump_until` renders until a condition holds and fails (naming it) only after
+``HANG_TIMEOUT`` seconds, which only a hang reaches, also on a machine whose cores are busy with other work.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from engine.playback.ratematch import RegionResampler
 from engine.playback.session import PlaybackSession, SessionState
 from engine.playback.tuning import PLAYBACK_SWITCH_INTERVAL, tune_process_for_playback
 from engine.separation.cache import StemCache
+from tests.engine.busy import HANG_TIMEOUT, wait_for
 
 SR = 44100
 BLOCK = 512
@@ -33,18 +39,30 @@ def tone(seconds: float = 6.0) -> Audio:
     return Audio(np.stack([left, right]).astype(np.float32), SR)
 
 
-def pump(session: PlaybackSession, seconds: float, until=None) -> np.ndarray:
-    """Render blocks at (faster than) real time for up to ``seconds``; returns the output ``(n, 2)``."""
+def render(session: PlaybackSession, n_blocks: int = 1) -> np.ndarray:
+    """Render ``n_blocks`` blocks now; returns the output ``(n_blocks * BLOCK, 2)``."""
     out = np.zeros((BLOCK, 2), dtype=np.float32)
     chunks = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    for _ in range(n_blocks):
         session._render(out)
         chunks.append(out.copy())
-        if until is not None and until():
-            break
-        time.sleep(0.002)
     return np.concatenate(chunks)
+
+
+def pump_until(session: PlaybackSession, condition, what: str, timeout: float = HANG_TIMEOUT) -> np.ndarray:
+    """Render blocks (faster than real time, a short sleep between them) until ``condition()`` holds; returns the
+    output. Fails naming ``what`` after ``timeout`` seconds: a hang, not a slow machine. (It used to give up after
+    a few seconds and return, so on a busy machine the test went on before the stems were there.)"""
+    out = np.zeros((BLOCK, 2), dtype=np.float32)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        session._render(out)
+        chunks.append(out.copy())
+        time.sleep(0.002)
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.float32)
 
 
 def test_open_plays_the_original_at_once_then_stems(cache: StemCache) -> None:
@@ -53,20 +71,21 @@ def test_open_plays_the_original_at_once_then_stems(cache: StemCache) -> None:
         audio = tone()
         session.open(audio, model=build_model("identity", {"segment_seconds": 1.0}), region_samples=16384)
         assert session.stems == ["vocals", "drums", "bass", "other"]
-        first = pump(session, 0.01)[:BLOCK]
+        first = render(session)
         assert np.abs(first).max() > 0.0, "the first block already plays the mixture"
         mix = session.mix
         mix.strip_for("vocals").gain_db = -math.inf
         mix.strip_for("drums").mute = True
         session.apply_mix(mix)
-        session.pause()  # pump() renders faster than real time: do not reach the end before the stems are ready
-        pump(session, 20, until=lambda: session.worker is not None and session.worker.done)
+        session.pause()  # blocks render faster than real time: do not reach the end before the stems are ready
+        pump_until(session, lambda: session.worker is not None and session.worker.done and session.region_ready.all(),
+                   "the separation to finish")
         session.play()
-        pump(session, 20, until=lambda: session.worker is not None and session.worker.done
-             and session.mixer.separated_weight == 1.0)
+        pump_until(session, lambda: session.mixer.separated_weight == 1.0, "the cross-fade to the stems")
         assert session.region_ready.all() and session.separated_fraction == 1.0
         pos = session.mixer.position
-        played = pump(session, 0.01)[:BLOCK]
+        assert pos + BLOCK <= audio.samples.shape[1], "the song is still playing"
+        played = render(session)
         expect = 2 * audio.samples[:, pos:pos + BLOCK].T  # identity stems: bass + other = 2 x mixture
         np.testing.assert_allclose(played, np.clip(expect, -1, 1), atol=0.02)
         assert session.levels["vocals"] == 0.0 and session.levels["bass"] > 0.1
@@ -93,15 +112,14 @@ def test_seek_moves_playback_and_separation(cache: StemCache) -> None:
     session = PlaybackSession(cache=cache, open_output=False, worker_threads=1)
     try:
         session.open(tone(30.0), model=SlowModel(), region_samples=16384)
-        pump(session, 5, until=lambda: session.worker is not None)
+        pump_until(session, lambda: session.worker is not None, "the worker")
         session.seek(20.0)
         assert session.position_seconds == pytest.approx(20.0, abs=1e-4)
-        pump(session, 0.05)
+        render(session, 4)
         assert session.position_seconds > 20.0 and session.state == SessionState.NO_OUTPUT
-        session.pause()  # pump() renders faster than real time: hold the play position still
+        session.pause()  # blocks render faster than real time: hold the play position still
         ready_at = int(session.position_seconds * SR) // 16384 + 1  # the region just ahead of the listener
-        pump(session, 20, until=lambda: session.region_ready[ready_at])
-        assert session.region_ready[ready_at]
+        pump_until(session, lambda: session.region_ready[ready_at], "the region ahead of the listener")
         assert session.region_ready[:40].sum() < 40, "the worker went to the new position first"
     finally:
         session.close()
@@ -113,10 +131,10 @@ def test_reopening_a_song_plays_cached_stems(cache: StemCache) -> None:
     session = PlaybackSession(cache=cache, open_output=False, worker_threads=1)
     try:
         session.open(audio, model=model, region_samples=16384)
-        pump(session, 30, until=lambda: session.worker is not None and session.worker.done)
+        pump_until(session, lambda: session.worker is not None and session.worker.done, "the first separation")
         session.close_song()
         session.open(audio, model=model, region_samples=16384)
-        pump(session, 10, until=lambda: session.worker is not None and session.worker.done)
+        pump_until(session, lambda: session.worker is not None and session.worker.done, "the cached stems")
         worker = session.worker
         assert worker.done and worker.regions_separated == 0 and worker.regions_verified == worker.entry.n_regions
     finally:
@@ -129,8 +147,8 @@ def test_output_rate_differs_from_model_rate(cache: StemCache) -> None:
     try:
         session.samplerate = 48000
         session.open(tone(3.0), model=build_model("identity", {"segment_seconds": 0.5}), region_samples=16384)
-        pump(session, 20, until=lambda: session.region_ready.size > 0 and session.region_ready.all())
-        assert session.region_ready.all() and session.mixer.source.n_frames == 3 * 48000
+        pump_until(session, lambda: session.region_ready.size > 0 and session.region_ready.all(), "every region")
+        assert session.mixer.source.n_frames == 3 * 48000
     finally:
         session.close()
 
@@ -218,8 +236,8 @@ def test_oracle_model_separates_with_the_references(cache: StemCache, worker_pro
         with pytest.raises(ShotokuError, match="reference stems"):
             session.open(mixture, model=OracleMaskModel(segment_seconds=1.0))
         session.open(mixture, model=OracleMaskModel(segment_seconds=1.0), references=refs, region_samples=16384)
-        pump(session, 60, until=lambda: session.separation_done)
-        assert session.separation_done and session.separation_ready.all()
+        pump_until(session, lambda: session.separation_done, "the oracle's separation")
+        assert session.separation_ready.all()
         stems = session.separated_stems
         assert stems.shape == (4, 2, mixture.samples.shape[1])
         inner = slice(SR // 4, -SR // 4)
@@ -244,7 +262,7 @@ def test_no_usable_model_plays_the_mixture_and_says_so(cache: StemCache, monkeyp
         session.open(audio)
         assert "no trained model" in session.message and session.separation_model is None
         assert session.stems == ["vocals", "drums", "bass", "other"]
-        played = np.concatenate([pump(session, 0.001) for _ in range(6)])[4 * BLOCK:5 * BLOCK]  # past the fade-in
+        played = render(session, 6)[4 * BLOCK:5 * BLOCK]  # past the fade-in
         np.testing.assert_allclose(played, audio.samples[:, 4 * BLOCK:5 * BLOCK].T, atol=0.02)
         assert session.separated_stems is None and not session.separation_done
     finally:
@@ -261,17 +279,15 @@ def test_without_an_output_a_silent_clock_advances_position_and_meters(
         session.open(tone(3.0), model=build_model("identity", {"segment_seconds": 0.5}), region_samples=16384)
         assert session.state == SessionState.NO_OUTPUT and session.playing
         started = time.monotonic()
-        deadline = started + 5.0
-        while session.position_seconds < 0.3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: session.position_seconds >= 0.3, "the silent clock to play 0.3 s (nobody calls _render)")
         elapsed = time.monotonic() - started
-        assert session.position_seconds >= 0.3, "nobody calls _render here: the clock must"
         assert session.position_seconds <= elapsed + 0.1, "the clock keeps real time, it does not race"
-        assert session.output_level > 0.0
+        wait_for(lambda: session.output_level > 0.0, "the meters to move")
         session.pause()
-        time.sleep(0.05)
+        blocks = session._output.clock.blocks
+        wait_for(lambda: session._output.clock.blocks >= blocks + 2, "the fade-out block")  # then it holds still
         held = session.position_seconds
-        time.sleep(0.1)
+        wait_for(lambda: session._output.clock.blocks >= blocks + 5, "three more silent blocks")
         assert session.position_seconds == held
     finally:
         session.close()
@@ -283,13 +299,12 @@ def test_change_model_re_separates_while_playing_and_mix_gains_match_playback(ca
     try:
         audio = tone(2.0)
         session.open(audio, model=build_model("identity", {"segment_seconds": 0.5}), region_samples=16384)
-        pump(session, 30, until=lambda: session.separation_done)
+        pump_until(session, lambda: session.separation_done, "the identity separation")
         generation = session.separation_generation
         np.testing.assert_allclose(session.separated_stems[0], audio.samples, atol=1e-5)
         session.change_model(build_model("tiny", {"segment_seconds": 0.5}))
         assert session.playing and session.separation_generation == generation + 1
-        pump(session, 30, until=lambda: session.separation_done)
-        assert session.separation_done
+        pump_until(session, lambda: session.separation_done, "the tiny model's separation")
         assert np.abs(session.separated_stems[0] - audio.samples).max() > 1e-3  # no longer the identity stems
         mix = session.mix
         mix.strip_for("bass").solo = True
@@ -308,13 +323,11 @@ def test_an_unusable_compute_device_is_reported_and_playback_goes_on(cache: Stem
     session = PlaybackSession(cache=cache, open_output=False, worker_threads=1, compute_device="cuda:7")
     try:
         session.open(tone(1.0), model=build_model("identity", {"segment_seconds": 0.5}), region_samples=16384)
-        deadline = time.monotonic() + 60
-        while session.separation_error is None and time.monotonic() < deadline:
-            pump(session, 0.05)
-        assert session.separation_error is not None and "cuda" in session.separation_error.lower()
+        pump_until(session, lambda: session.separation_error is not None, "the separation's error")
+        assert "cuda" in session.separation_error.lower()
         assert "cuda" in session.message.lower() and not session.separation_done
-        session.play()  # (pump() ran faster than real time, maybe to the end of the song: play goes back)
-        assert session.playing and np.abs(pump(session, 0.05)).max() > 0.0  # the mixture still plays
+        session.play()  # (blocks ran faster than real time, maybe to the end of the song: play goes back)
+        assert session.playing and np.abs(render(session, 4)).max() > 0.0  # the mixture still plays
     finally:
         session.close()
     assert __import__("multiprocessing").active_children() == []

@@ -1,0 +1,105 @@
+"""Every keyboard shortcut of the window, in one table: :func:`app.actions.build` registers each entry exactly once
+(a menu action or a window shortcut) and the Help > Keyboard reference dialog lists the same table.
+
+One key sequence per action: Shift+1 is registered as ``Shift+1`` only. On X11 (and Windows, macOS) Qt matches a
+key press against every combination the keyboard layout can produce, so Shift+1 matches both ``Shift+1`` and
+``!``; registering both made the shortcut ambiguous and Qt fired neither. Platforms whose key mapper reports only
+the shifted character (Qt's offscreen platform, some remote displays) are covered by
+:func:`shifted_digit_index`, which the window consults for key presses no shortcut took.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
+
+from engine import STEM_NAMES
+
+SEEK_STEP_SECONDS = 5.0
+#: What Shift+1..4 type on a US layout: the fallback of :func:`shifted_digit_index`.
+_SHIFTED_DIGITS = {Qt.Key.Key_Exclam.value: 0, Qt.Key.Key_At.value: 1, Qt.Key.Key_NumberSign.value: 2,
+                   Qt.Key.Key_Dollar.value: 3}
+_DIGITS = {Qt.Key.Key_1.value: 0, Qt.Key.Key_2.value: 1, Qt.Key.Key_3.value: 2, Qt.Key.Key_4.value: 3}
+
+
+@dataclass(frozen=True)
+class Key:
+    """One shortcut: its id (what :func:`app.actions.build` binds), the sequence, what it does, its group."""
+
+    id: str
+    sequence: str | QKeySequence.StandardKey
+    description: str
+    group: str
+
+    def key_sequence(self) -> QKeySequence:
+        return QKeySequence(self.sequence)
+
+    def text(self) -> str:
+        """The sequence as the platform writes it (``Ctrl+O``, ``⌘O``); a standard key may have several."""
+        if isinstance(self.sequence, QKeySequence.StandardKey):
+            keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in QKeySequence.keyBindings(self.sequence)]
+            with_modifier = [k for k in keys if "+" in k.rstrip("+")]  # not a bare media key ("Open", "Zoom In")
+            return (with_modifier or keys or ["—"])[0]
+        return QKeySequence(self.sequence).toString(QKeySequence.SequenceFormat.NativeText)
+
+
+def _stem_keys() -> list[Key]:
+    keys = []
+    for i, stem in enumerate(STEM_NAMES):
+        keys.append(Key(f"solo_{i + 1}", str(i + 1), f"Solo {stem} (again: un-solo)", "Mixer"))
+    for i, stem in enumerate(STEM_NAMES):
+        keys.append(Key(f"mute_{i + 1}", f"Shift+{i + 1}", f"Mute {stem} (again: un-mute)", "Mixer"))
+    return keys
+
+
+S = QKeySequence.StandardKey
+KEYS: tuple[Key, ...] = (
+    Key("play", "Space", "Play / pause", "Transport"),
+    Key("start", "Home", "Back to the start", "Transport"),
+    Key("back", "Left", f"Seek {SEEK_STEP_SECONDS:.0f} s back", "Transport"),
+    Key("forward", "Right", f"Seek {SEEK_STEP_SECONDS:.0f} s forward", "Transport"),
+    Key("clear_loop", "Escape", "Clear the loop", "Transport"),
+    *_stem_keys(),
+    Key("open", S.Open, "Open a song", "File"),
+    Key("open_session", "Ctrl+Shift+O", "Open a session (.shotoku)", "File"),
+    Key("save_session", S.Save, "Save the session", "File"),
+    Key("export", "Ctrl+E", "Export stems and/or the remix", "File"),
+    Key("quit", "Ctrl+Q", "Quit", "File"),  # StandardKey.Quit is unbound on some Linux desktops
+    Key("zoom_in", S.ZoomIn, "Zoom in (time)", "View"),
+    Key("zoom_out", S.ZoomOut, "Zoom out (time)", "View"),
+    Key("zoom_fit", "Ctrl+0", "Show the whole song", "View"),
+    Key("mixer", "Ctrl+M", "Show / hide the mixer", "View"),
+    Key("keyboard", "F1", "This keyboard reference", "Help"),
+)
+GROUPS = ("Transport", "Mixer", "File", "View", "Help")
+#: Mouse gestures, listed under the keys in the reference (they are not shortcuts).
+MOUSE = (
+    ("Click a lane", "Move the playhead there"),
+    ("Drag with the left button", "Draw a loop (drag its edges to adjust it)"),
+    ("Mouse wheel", "Zoom in time"),
+    ("Right- or middle-drag", "Scroll in time"),
+)
+
+
+def key(key_id: str) -> Key:
+    """The table's entry ``key_id`` (KeyError for an unknown id)."""
+    for entry in KEYS:
+        if entry.id == key_id:
+            return entry
+    raise KeyError(key_id)
+
+
+def shifted_digit_index(qt_key: int | Qt.Key, modifiers: Qt.KeyboardModifier) -> int | None:
+    """The stem index (0..3) a Shift+digit press means when no shortcut took it, else None.
+
+    Qt reports Shift+2 as ``@`` on a US layout (and as ``2`` with Shift where the key mapper is richer); both mean
+    "mute the second stem". Other modifiers (Ctrl, Alt) make it another key.
+    """
+    others = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier
+    if not modifiers & Qt.KeyboardModifier.ShiftModifier or modifiers & others:
+        return None
+    code = int(getattr(qt_key, "value", qt_key))
+    index = _SHIFTED_DIGITS.get(code, _DIGITS.get(code))
+    return index if index is not None and index < len(STEM_NAMES) else None
