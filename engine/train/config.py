@@ -55,6 +55,9 @@ class TrainSettings:
     seed: int = 42
     num_workers: int = 0
     max_minutes: float = 0.0  # stop after this wall-clock time (0: no limit); the epoch in progress finishes
+    # stop after this much CPU time of the training process (time.process_time(), every thread, validation
+    # included, summed over resumes; 0: no limit): the same budget for every model on a shared machine
+    max_cpu_minutes: float = 0.0
     threads: int = 0  # torch intra-op threads (0: leave torch's default)
 
 

@@ -99,9 +99,11 @@ class Trainer:
         self.epoch = 0  # the last finished epoch
         self.global_step = 0
         self.elapsed_before = 0.0
+        self.cpu_before = 0.0
         self.history: list[dict[str, Any]] = []
         self.stopping = EarlyStopping(self.settings.patience)
         self._started = time.monotonic()
+        self._cpu_started = time.process_time()
 
     @property
     def checkpoint_path(self) -> Path:
@@ -148,6 +150,7 @@ class Trainer:
                 "epoch": self.epoch,
                 "global_step": self.global_step,
                 "elapsed_seconds": self.elapsed(),
+                "cpu_seconds": self.cpu_seconds(),
                 "early_stopping": self.stopping.to_json(),
                 "history": self.history,
                 "world_size": self.runtime.world_size,
@@ -169,6 +172,7 @@ class Trainer:
         trainer = checkpoint.trainer
         self.epoch, self.global_step = int(trainer["epoch"]), int(trainer["global_step"])
         self.elapsed_before = float(trainer["elapsed_seconds"])
+        self.cpu_before = float(trainer.get("cpu_seconds", 0.0))
         self.history = list(trainer["history"])
         self.stopping.load_json(trainer["early_stopping"])
         if self.runtime.is_main:
@@ -220,6 +224,10 @@ class Trainer:
         """Seconds of training over the whole run, resumes included."""
         return self.elapsed_before + time.monotonic() - self._started
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this process's training over the whole run (``time.process_time``, resumes included)."""
+        return self.cpu_before + time.process_time() - self._cpu_started
+
     # --- the run --------------------------------------------------------------------------------------------------
 
     def fit(self, train_set: Dataset, valid_tracks: Sequence[ValidTrack] = ()) -> TrainResult:
@@ -230,6 +238,7 @@ class Trainer:
         try:
             runtime = self.setup()
             self._started = time.monotonic()
+            self._cpu_started = time.process_time()
             if runtime.is_main:
                 run_log = RunLog(self.run_dir)
                 if valid_tracks:
@@ -282,6 +291,8 @@ class Trainer:
             return "early stopping"
         if self.settings.max_minutes > 0 and self.elapsed() > 60 * self.settings.max_minutes:
             return "time limit"
+        if self.settings.max_cpu_minutes > 0 and self.cpu_seconds() > 60 * self.settings.max_cpu_minutes:
+            return "cpu time limit"
         return ""
 
     def _row(self, epoch: int, train_logs: dict[str, float], score: float, per_stem: dict[str, float],
@@ -296,4 +307,5 @@ class Trainer:
             "epoch_seconds": round(epoch_seconds, 1),
             "elapsed_seconds": round(self.elapsed(), 1),
             "best": int(improved),
+            "cpu_seconds": round(self.cpu_seconds(), 1),  # last: a log.csv begun before this column stays aligned
         }
