@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,8 +23,10 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parents[2]
 #: ``python -m app`` through a wrapper that reports the child's own peak memory (see peak_main.py).
 CLI = [sys.executable, str(Path(__file__).with_name("peak_main.py"))]
-#: Only detects a hang: a refusal takes about a second, a small separation a few.
+#: Seconds without any output that count as a hang (a refusal takes about a second; a long run prints progress).
 HANG_SECONDS = 240.0
+#: A run that keeps printing is still stopped after this long (a loop that never ends).
+MAX_RUN_SECONDS = 3600.0
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
 
@@ -69,46 +72,56 @@ def permissions_bind(tmp: Path) -> str | None:
 def run_shotoku(*args: str | Path, unprivileged: bool = False, timeout: float = HANG_SECONDS,
                 env: dict[str, str] | None = None) -> Result:  # fmt: skip
     """Run ``python -m app ARGS`` from the repository root and wait for it; fail the test if it runs past
-    ``timeout`` seconds (a hang). The result carries the child's own peak RSS (``VmHWM``, see peak_main.py)."""
+    ``timeout`` seconds without a byte of output (a hang; progress lines keep a slow run on a busy machine alive,
+    up to ``MAX_RUN_SECONDS``). The result carries the child's own peak RSS (``VmHWM``, see peak_main.py)."""
     import pytest
 
     command = [*CLI, *(os.fspath(a) for a in args)]
     fd, peak_file = tempfile.mkstemp(prefix="shotoku-peak-", suffix=".txt")
     os.close(fd)
     process = start_shotoku(*args, unprivileged=unprivileged, env={**(env or {}), "SHOTOKU_PEAK_RSS_FILE": peak_file})
-    chunks: dict[str, bytes] = {}
+    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+    last_output = [time.monotonic()]
 
     def drain(name: str, stream: IO[bytes]) -> None:
-        chunks[name] = stream.read()
+        while block := stream.read1(65536):  # type: ignore[attr-defined]
+            chunks[name].append(block)
+            last_output[0] = time.monotonic()
 
     readers = [threading.Thread(target=drain, args=item, daemon=True)
                for item in (("out", process.stdout), ("err", process.stderr))]  # fmt: skip
     for reader in readers:
         reader.start()
-    hung = threading.Event()
+    hung, done = threading.Event(), threading.Event()
 
-    def kill() -> None:
-        hung.set()
-        process.kill()
+    def watch() -> None:  # a hang is silence, not slowness: a busy machine may take long, with progress lines
+        started = time.monotonic()
+        while not done.wait(1.0):
+            now = time.monotonic()
+            if now - last_output[0] > timeout or now - started > MAX_RUN_SECONDS:
+                hung.set()
+                process.kill()
+                return
 
-    timer = threading.Timer(timeout, kill)
-    timer.start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
         _, status, usage = os.wait4(process.pid, 0)
     finally:
-        timer.cancel()
+        done.set()
+        watcher.join()
     process.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join(30)
-    stderr = chunks.get("err", b"").decode("utf-8", "surrogateescape")
+    stderr = b"".join(chunks["err"]).decode("utf-8", "surrogateescape")
     if hung.is_set():
-        pytest.fail(f"`shotoku {' '.join(map(ascii, command[3:]))}` hung (still running after {timeout:.0f} s); "
+        pytest.fail(f"`shotoku {' '.join(map(ascii, command[3:]))}` hung (no output for {timeout:.0f} s); "
                     f"stderr: {stderr[-2000:]}")  # fmt: skip
     peak_kb = Path(peak_file).read_text(encoding="ascii").strip()
     os.unlink(peak_file)
     # a child killed before its atexit ran reports nothing: fall back on ru_maxrss (an upper bound, see peak_main.py)
     peak_mb = int(peak_kb) / 1024 if peak_kb.isdigit() else usage.ru_maxrss / 1024
-    return Result(process.returncode, chunks.get("out", b"").decode("utf-8", "surrogateescape"), stderr, peak_mb)
+    return Result(process.returncode, b"".join(chunks["out"]).decode("utf-8", "surrogateescape"), stderr, peak_mb)
 
 
 def start_shotoku(*args: str | Path, unprivileged: bool = False, env: dict[str, str] | None = None,
