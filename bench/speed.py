@@ -11,6 +11,7 @@ Usage::
     .venv/bin/python bench/speed.py                       # configs/*.json, random weights, 30 s and 240 s
     .venv/bin/python bench/speed.py --models mmdensenet openunmix --lengths 30 240 600 --threads 2
     .venv/bin/python bench/speed.py --shipped             # the shipped models in resources/models/
+    .venv/bin/python bench/speed.py --shipped --models openunmix --quality best   # the "best quality" path
 
 Load from other processes changes the figures: the script prints ``uptime``'s load next to them.
 """
@@ -42,7 +43,14 @@ def _worker(args: argparse.Namespace) -> None:
     from engine.train.config import default_config
 
     rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if args.shipped:
+    plan = None
+    if args.quality:  # the path `shotoku separate --quality` runs (engine.separation.quality)
+        from engine.separation.quality import plan_separation
+
+        plan = plan_separation(args.quality, args.worker, args.seconds, "cpu", threads=args.threads)
+        separator = plan.build(args.threads)
+        model = separator.model
+    elif args.shipped:
         model = load_model(args.worker)
     else:
         config = default_config(args.worker)
@@ -55,7 +63,8 @@ def _worker(args: argparse.Namespace) -> None:
     for start in range(0, n, rate * 10):
         t = np.arange(start, min(n, start + rate * 10), dtype=np.float32) / rate
         song[:, start : start + t.size] += 0.3 * np.sin(2 * np.pi * 220 * t)
-    separator = Separator(model, device="cpu", n_threads=args.threads)
+    if plan is None:
+        separator = Separator(model, device="cpu", n_threads=args.threads)
     separator.separate(song[:, : min(n, 5 * rate)], rate)  # warm-up (allocator, oneDNN kernels)
     best = float("inf")
     for _ in range(args.repeats):
@@ -63,20 +72,50 @@ def _worker(args: argparse.Namespace) -> None:
         stems = separator.separate(song, rate)
         best = min(best, time.perf_counter() - start)
     assert len(stems) == len(model.sources)
-    print(json.dumps({
-        "model": args.worker,
-        "seconds": args.seconds,
-        "wall_seconds": best,
-        "rtf": args.seconds / best,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "import_rss_mb": rss_import,
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }))
+    print(
+        json.dumps(
+            {
+                "model": args.worker,
+                "seconds": args.seconds,
+                "wall_seconds": best,
+                "rtf": args.seconds / best,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "import_rss_mb": rss_import,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                **(
+                    {
+                        "quality": args.quality,
+                        "plan": plan.describe(),
+                        "shifts": plan.shifts,
+                        "wiener_iterations": list(plan.wiener_iterations),
+                    }
+                    if plan is not None
+                    else {}
+                ),
+            }
+        )
+    )
 
 
-def _measure(model: str, seconds: float, threads: int, repeats: int, shipped: bool) -> dict:
-    command = [sys.executable, __file__, "--worker", model, "--seconds", str(seconds), "--threads", str(threads),
-               "--repeats", str(repeats)] + (["--shipped"] if shipped else [])
+def _measure(
+    model: str, seconds: float, threads: int, repeats: int, shipped: bool, quality: str | None = None
+) -> dict:
+    command = (
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            model,
+            "--seconds",
+            str(seconds),
+            "--threads",
+            str(threads),
+            "--repeats",
+            str(repeats),
+        ]
+        + (["--shipped"] if shipped else [])
+        + (["--quality", quality] if quality else [])
+    )
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if done.returncode != 0:
@@ -89,16 +128,32 @@ def _load() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=None, help="architectures (default: every configs/*.json)")
-    parser.add_argument("--shipped", action="store_true", help="measure shipped models (names) instead of configs")
-    parser.add_argument("--lengths", nargs="*", type=float, default=[30.0, 240.0], help="song lengths in seconds")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", nargs="*", default=None, help="architectures (default: every configs/*.json)"
+    )
+    parser.add_argument(
+        "--shipped", action="store_true", help="measure shipped models (names) instead of configs"
+    )
+    parser.add_argument(
+        "--lengths", nargs="*", type=float, default=[30.0, 240.0], help="song lengths in seconds"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument(
+        "--quality",
+        choices=("fast", "best"),
+        default=None,
+        help="measure the shipped models through plan_separation(QUALITY, model) (implies --shipped)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quality:
+        args.shipped = True
     if args.worker:
         _worker(args)
         return 0
@@ -107,21 +162,27 @@ def main(argv: list[str] | None = None) -> int:
     elif args.shipped:
         models = sorted(p.parent.name for p in (ROOT / "resources" / "models").glob("*/weights.safetensors"))
     else:
-        models = sorted(p.stem for p in (ROOT / "configs").glob("*.json")
-                        if json.loads(p.read_text())["architecture"] == p.stem)  # not recipe variants (<arch>-<name>)
+        models = sorted(
+            p.stem
+            for p in (ROOT / "configs").glob("*.json")
+            if json.loads(p.read_text())["architecture"] == p.stem
+        )  # not recipe variants (<arch>-<name>)
     if BASELINE in models:  # the reference first
         models = [BASELINE] + [m for m in models if m != BASELINE]
     print(f"load average before: {_load()}  threads: {args.threads}", file=sys.stderr)
     rows = []
     for model in models:
         for seconds in args.lengths:
-            row = _measure(model, seconds, args.threads, args.repeats, args.shipped)
+            row = _measure(model, seconds, args.threads, args.repeats, args.shipped, args.quality)
             row["load_average"] = os.getloadavg()[0]
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     reference = {r["seconds"]: r["rtf"] for r in rows if r["model"] == BASELINE and "rtf" in r}
-    header = "| model | params | " + " | ".join(
-        f"RTF {s:g} s | x {BASELINE} | peak MB {s:g} s" for s in args.lengths) + " |"
+    header = (
+        "| model | params | "
+        + " | ".join(f"RTF {s:g} s | x {BASELINE} | peak MB {s:g} s" for s in args.lengths)
+        + " |"
+    )
     print(header)
     print("|" + " --- |" * (2 + 3 * len(args.lengths)))
     for model in models:
@@ -144,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         command = "bench/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        args.out.write_text(json.dumps({"threads": args.threads, "command": command, "rows": rows}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps({"threads": args.threads, "command": command, "rows": rows}, indent=2) + "\n"
+        )
     return 0
 
 

@@ -62,6 +62,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="chunk length (default: the model's; 0.05 to 120)")
     p.add_argument("--overlap", type=float, default=0.25, help="chunk overlap fraction (0..0.9)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the measured rule)")
+    p.add_argument("--quality", default="fast", choices=("fast", "best"),
+                   help="fast: the model as shipped (as live playback uses it); best: the best recorded model or "
+                   "ensemble, with random shifts and more Wiener iterations (several times slower; it says how long)")
     p.add_argument(
         "--reference", type=Path, default=None, metavar="DIR",
         help="folder with the true stems (<stem>.wav/.flac), for the oracle models irm and ibm",
@@ -79,6 +82,8 @@ def _usage_errors(args: argparse.Namespace) -> str | None:
         return f"--segment {args.segment}: {problem}"
     if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
         return f"--threads {args.threads}: must be between 1 and {MAX_THREADS}"
+    if args.quality == "best" and args.model_dir is not None:
+        return "--quality best chooses among the bundled models: it does not take --model-dir"
     if args.model is not None and (not MODEL_NAME.fullmatch(args.model) or ".." in args.model):
         return (f"--model {display_text(args.model)!r}: a model name is a name from `shotoku models`, not a path "
                 "(use --model-dir DIR for a model folder)")  # fmt: skip
@@ -188,19 +193,32 @@ class _Options:
     def __init__(self, card: ModelCard, device: Any, args: argparse.Namespace, wanted: list[str] | None) -> None:
         self.card, self.device, self.args, self.wanted = card, device, args, wanted
         self._separator: Separator | None = None
+        self.names = card.name  # the model, or the best plan's models joined by "+"
 
-    def separator(self) -> Separator:
+    def separator(self, n_seconds: float = 0.0) -> Separator:
+        """The batch's separator, loaded on first use (``n_seconds``: the first song's length, for the time the
+        best-quality plan announces)."""
         if self._separator is None:
-            from engine.models.catalogue import load_from_card
             from engine.separation.device import describe_device
             from engine.separation.runner import default_threads
-            from engine.separation.separator import Separator
 
-            model = load_from_card(self.card)
             threads = self.args.threads if self.args.threads is not None else default_threads()
-            self._separator = Separator(model, device=self.device, segment_seconds=self.args.segment,
-                                        overlap=self.args.overlap, n_threads=threads)  # fmt: skip
-            say(f"shotoku: model {self.card.name} on {describe_device(self._separator.device)}")
+            if self.args.quality == "best":
+                from engine.separation.quality import plan_separation
+
+                device = None if self.args.device == "auto" else self.args.device
+                plan = plan_separation("best", self.args.model, n_seconds, device, threads=threads)
+                say(f"shotoku: {plan.describe()}")
+                self._separator = plan.build(threads, segment_seconds=self.args.segment)
+                self.names = "+".join(plan.models)
+            else:
+                from engine.models.catalogue import load_from_card
+                from engine.separation.separator import Separator
+
+                model = load_from_card(self.card)
+                self._separator = Separator(model, device=self.device, segment_seconds=self.args.segment,
+                                            overlap=self.args.overlap, n_threads=threads)  # fmt: skip
+            say(f"shotoku: model {self.names} on {describe_device(self._separator.device)}")
         return self._separator
 
 
@@ -247,10 +265,10 @@ def separate_file(options: _Options, path: Path) -> list[Path]:
     with _decoded(path) as audio:
         for note in audio.notes:
             say(f"shotoku: {path.name}: {note}")
-        separator = options.separator()
+        separator = options.separator(audio.duration_seconds)
         references = _references(separator, args.reference, audio.samplerate)
         song = song_folder_name(path)
-        info = {"input": os.fsdecode(path.absolute()), "model": options.card.name,
+        info = {"input": os.fsdecode(path.absolute()), "model": options.names, "quality": args.quality,
                 "weights_sha256": options.card.weights_sha256, "samplerate": int(audio.samplerate),
                 "n_samples": int(audio.samples.shape[-1])}  # fmt: skip
         with StemSetWriter(args.out, song, info) as stems_out:
