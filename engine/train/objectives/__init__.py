@@ -16,7 +16,12 @@ from engine.train.objectives.base import Objective, StepContext, StepLogs
 __all__ = ["Objective", "StepContext", "StepLogs", "build_objective", "objective_names", "register_objective"]
 
 #: Modules that register the shipped objectives.
-_BUILTIN = ("engine.train.objectives.supervised",)
+_BUILTIN = (
+    "engine.train.objectives.supervised",
+    "engine.train.objectives.semisup",
+    "engine.train.objectives.gan_mask",
+    "engine.train.objectives.nes",
+)
 _OBJECTIVES: dict[str, type[Objective]] = {}
 
 

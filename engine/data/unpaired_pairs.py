@@ -1,0 +1,127 @@
+"""Monaural training clips at the semi-supervised network's rate, from unpaired pools or from paired songs.
+
+The semi-supervised masking network (``engine/models/semisup.py``) trains on 0.8 s monaural clips at 20480 Hz:
+
+- :func:`unpaired_clips`: item ``i`` is ``(a (1, n), c (1, n))``, a clip of a mixture of S_A and a clip of an
+  instrumental recording of S_C, drawn independently (:class:`engine.data.unpaired.UnpairedSampler`), so a mixture
+  never comes with its own accompaniment;
+- :func:`paired_clips`: item ``i`` is ``(mixture (1, n), vocals (1, n), accompaniment (1, n))`` from the paired
+  ``train`` split (:class:`engine.data.musdb.ChunkSampler`), for the supervised twin.
+
+Each clip is read at 44.1 kHz with a margin, resampled with soxr and cut in the middle (no resampler edge in the
+clip); one channel of the stereo source, drawn at random, is the monaural signal (the paper's data is monaural).
+Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soxr
+import torch
+from torch.utils.data import Dataset
+
+from engine.data.musdb import ChunkSampler
+from engine.data.unpaired import UnpairedSampler
+
+#: The corpus rate the pools are read at.
+SOURCE_RATE = 44100
+#: Extra seconds read on each side of a clip before resampling.
+MARGIN_SECONDS = 0.02
+
+
+class _Clips(Dataset):
+    """Base: ``samples_per_epoch`` items, each from ``np.random.default_rng([seed, epoch, index])``."""
+
+    def __init__(self, n_samples: int, samplerate: int, samples_per_epoch: int, seed: int) -> None:
+        self.n_samples = int(n_samples)
+        self.samplerate = int(samplerate)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.read_seconds = self.n_samples / self.samplerate + 2 * MARGIN_SECONDS
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if not 0 <= index < self.samples_per_epoch:
+            raise IndexError(index)
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def _fit(self, audio: np.ndarray, channel: int) -> torch.Tensor:
+        """One channel of ``audio`` ``(n_channels, n)`` at 44.1 kHz -> ``(1, n_samples)`` at ``samplerate``."""
+        low = soxr.resample(np.ascontiguousarray(audio[channel]), SOURCE_RATE, self.samplerate, quality="HQ")
+        start = max(0, (low.shape[-1] - self.n_samples) // 2)
+        clip = np.zeros(self.n_samples, dtype=np.float32)
+        part = low[start : start + self.n_samples]
+        clip[: part.shape[-1]] = part
+        return torch.from_numpy(clip)[None]
+
+
+class UnpairedClips(_Clips):
+    """``(a (1, n_samples), c (1, n_samples))`` float32 at ``samplerate``: S_A and S_C clips, independent."""
+
+    def __init__(
+        self,
+        mixtures: str | Path,
+        instrumentals: str | Path,
+        instrumental_name: str = "instrumental",
+        n_samples: int = 16320,
+        samplerate: int = 20480,
+        samples_per_epoch: int = 256,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(n_samples, samplerate, samples_per_epoch, seed)
+        self.sampler = UnpairedSampler(
+            mixtures, instrumentals, (instrumental_name,), self.read_seconds, SOURCE_RATE
+        )
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self._rng(index)
+        mix, sources, _ = self.sampler.sample(rng)
+        channels = rng.integers(0, mix.shape[0], size=2)
+        return self._fit(mix, int(channels[0])), self._fit(sources[0], int(channels[1]))
+
+
+class PairedClips(_Clips):
+    """``(mixture, vocals, accompaniment)``, each ``(1, n_samples)`` at ``samplerate``, from one paired song (or,
+    with ``augment``, the corpus's remix of stems across songs); ``mixture == vocals + accompaniment`` before
+    resampling."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        n_samples: int = 16320,
+        samplerate: int = 20480,
+        samples_per_epoch: int = 256,
+        augment: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(n_samples, samplerate, samples_per_epoch, seed)
+        self.sampler = ChunkSampler(
+            root, split, ("vocals", "drums", "bass", "other"), self.read_seconds, augment
+        )
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = self._rng(index)
+        mixture, stems, _ = self.sampler.sample(rng)
+        channel = int(rng.integers(0, mixture.shape[0]))
+        vocals = self._fit(stems[0], channel)
+        accompaniment = self._fit(stems[1:].sum(axis=0), channel)
+        return vocals + accompaniment, vocals, accompaniment
+
+
+def unpaired_clips(mixtures: str | Path, instrumentals: str | Path, **kwargs: object) -> UnpairedClips:
+    """:class:`UnpairedClips` (keyword arguments as its constructor)."""
+    return UnpairedClips(mixtures, instrumentals, **kwargs)  # type: ignore[arg-type]
+
+
+def paired_clips(root: str | Path, split: str = "train", **kwargs: object) -> PairedClips:
+    """:class:`PairedClips` (keyword arguments as its constructor)."""
+    return PairedClips(root, split, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,47 @@
+"""bench/unpaired.py: the Table 1 and Table 3 shapes from run folders, on generated songs (--smoke)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "unpaired.py"
+
+
+def _bench():  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location("bench_unpaired", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_prints_both_tables_with_trained_missing_and_reference_rows(tmp_path, capsys):
+    bench = _bench()
+    threads = torch.get_num_threads()
+    try:
+        results = bench.main(["--smoke", "--out", str(tmp_path / "scores.json")])
+    finally:
+        torch.set_num_threads(threads)
+    table1, table3 = results["table1"], results["table3"]
+    assert list(table1) == [label for label, source in bench.TABLE1 if source != "@default"]
+    assert list(table3) == [label for label, _ in bench.TABLE3]
+    for label in ("NMF", "Ours (semi-supervised)", "IRM oracle", "Band-limit ceiling"):
+        for set_name in ("synthetic test", "real check"):
+            scores = table1[label][set_name]
+            assert scores["n_tracks"] == 1 and all(
+                math.isfinite(scores[k]) for k in ("vocals_SDR", "vocals_SIR")
+            )
+    assert table1["GAN"]["synthetic test"] is None and "not trained" in table1["GAN"]["note"]
+    assert (
+        table1["Band-limit ceiling"]["synthetic test"]["vocals_SDR"]
+        > table1["IRM oracle"]["synthetic test"]["vocals_SDR"] - 1
+    )
+    assert table3["All losses"] == table1["Ours (semi-supervised)"]
+    printed = capsys.readouterr().out
+    assert "| approach | synthetic test vocals SDR |" in printed and "| w/o GAN_A & GAN_C |" in printed
+    assert json.loads((tmp_path / "scores.json").read_text())["table3"]["w/o R1"]["synthetic test"] is None
