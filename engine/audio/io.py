@@ -29,7 +29,7 @@ from engine.audio._decode import Source as _Source
 from engine.audio._files import check_input_file, sndfile_name
 from engine.audio._quiet import quiet_decoder
 from engine.audio.save import MAX_SAMPLERATE, MIN_SAMPLERATE, save_audio
-from engine.audio.stream import ArraySink, as_path, check_arguments, decode
+from engine.audio.stream import ArraySink, SampleShape, as_path, check_arguments, check_samplerate, decode
 from engine.errors import AudioLoadError
 
 __all__ = [
@@ -60,7 +60,7 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = NATIVE_EXTENSIONS + FFMPEG_EXTENSIONS
 
 
 @dataclass
-class Audio:
+class Audio(SampleShape):
     """Decoded audio: ``samples`` is float32 ``(n_channels, n_samples)``, C-contiguous.
 
     ``notes`` lists, in words, what loading changed ("resampled 48000 Hz -> 44100 Hz", ...); empty when nothing.
@@ -70,18 +70,6 @@ class Audio:
     samplerate: int
     path: Path | None = None
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def n_channels(self) -> int:
-        return int(self.samples.shape[0])
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.samples.shape[1])
-
-    @property
-    def duration_seconds(self) -> float:
-        return self.n_samples / self.samplerate
 
 
 @dataclass(frozen=True)
@@ -146,7 +134,7 @@ def audio_info(path: str | bytes | os.PathLike) -> AudioInfo:
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
         return _ffprobe_info(path, head, sndfile_reason(err))
     samplerate = int(info.samplerate)
-    _check_samplerate(path, samplerate)
+    check_samplerate(path, samplerate)
     if info.format in EXACT_LENGTH_FORMATS:
         check_announced_length(
             path, _Source(samplerate, int(info.channels), int(info.frames), str(info.format), "", True)
@@ -164,15 +152,6 @@ def audio_info(path: str | bytes | os.PathLike) -> AudioInfo:
     )
 
 
-def _check_samplerate(path: Path, samplerate: int) -> None:
-    if not MIN_SAMPLERATE <= samplerate <= MAX_SAMPLERATE:
-        raise AudioLoadError(
-            path,
-            f"the header gives an impossible samplerate of {samplerate} Hz (expected {MIN_SAMPLERATE}-"
-            f"{MAX_SAMPLERATE} Hz): the file is damaged",
-        )
-
-
 def _ffprobe_info(path: Path, head: bytes, sndfile_why: str) -> AudioInfo:
     ffprobe = _ffmpeg.find_ffprobe()
     if ffprobe is None:
@@ -185,7 +164,7 @@ def _ffprobe_info(path: Path, head: bytes, sndfile_why: str) -> AudioInfo:
         raise refuse_unopenable(path, head, sndfile_why, "is damaged or not an audio file")
     if probed.codec in ("UNKNOWN", "NONE"):
         raise AudioLoadError(path, "uses an audio codec that cannot be decoded")
-    _check_samplerate(path, probed.samplerate)
+    check_samplerate(path, probed.samplerate)
     if probed.n_samples <= 0:
         raise AudioLoadError(path, "contains no audio (0 samples)")
     return AudioInfo(

@@ -82,7 +82,8 @@ def as_path(path: str | bytes | os.PathLike) -> Path:
     return Path(os.fsdecode(path))
 
 
-def _check_samplerate(path: Path, samplerate: int) -> None:
+def check_samplerate(path: Path, samplerate: int) -> None:
+    """Refuse a header's samplerate outside what the project reads and writes, naming the file."""
     if not MIN_SAMPLERATE <= samplerate <= MAX_SAMPLERATE:
         raise AudioLoadError(
             path,
@@ -157,7 +158,7 @@ def decode(
     sink: Sink | None = None
     try:
         src = decoder.source
-        _check_samplerate(path, src.samplerate)
+        check_samplerate(path, src.samplerate)
         if src.exact_length:
             check_announced_length(path, src)
         rate = samplerate or src.samplerate
@@ -225,7 +226,27 @@ def _length_notes(path: Path, src, n_frames: int, n_gaps: int) -> list[str]:
     return []
 
 
-class DecodedAudio:
+class SampleShape:
+    """``n_channels``, ``n_samples`` and ``duration_seconds`` of an object with ``samples`` ``(n_channels,
+    n_samples)`` and ``samplerate`` (shared by :class:`DecodedAudio` and :class:`engine.audio.io.Audio`)."""
+
+    samples: np.ndarray
+    samplerate: int
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.n_samples / self.samplerate
+
+
+class DecodedAudio(SampleShape):
     """A decoded song in a temporary file: ``samples`` is a read-only ``np.memmap`` ``(n_channels, n_samples)``
     float32 at ``samplerate``; ``notes`` says what decoding did or found (gaps, checksum, downmix, resampling).
 
@@ -241,18 +262,6 @@ class DecodedAudio:
         self.notes = notes
         self.samples: np.memmap = np.memmap(filename, dtype=np.float32, mode="r", shape=(n_channels, n_samples))
         self._finalizer = weakref.finalize(self, _spool.unlink_if_owner, filename, os.getpid())
-
-    @property
-    def n_channels(self) -> int:
-        return int(self.samples.shape[0])
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.samples.shape[1])
-
-    @property
-    def duration_seconds(self) -> float:
-        return self.n_samples / self.samplerate
 
     @property
     def closed(self) -> bool:
