@@ -21,6 +21,9 @@ _BUILTIN = (
     "engine.train.objectives.semisup",
     "engine.train.objectives.gan_mask",
     "engine.train.objectives.nes",
+    "engine.train.objectives.udt",
+    "engine.train.objectives.vaebss",
+    "engine.train.objectives.mixit",
 )
 _OBJECTIVES: dict[str, type[Objective]] = {}
 
