@@ -1,4 +1,12 @@
-"""The export dialog: stems (all or chosen), the remix with the current mix, or both; format, depth, folder."""
+"""The export dialog: stems (all or chosen), the remix with the current mix, or both; the quality; format, depth,
+folder.
+
+Quality: "Fast" writes the stems the playing model has already separated; "Best quality" separates the song again
+with :func:`engine.separation.quality.plan_separation`'s plan (the best recorded model or ensemble, random shifts,
+more Wiener iterations) in the export worker, while playback keeps the fast model's stems. The dialog shows the
+plan's one-line description (models, shifts, Wiener iterations, the estimated time for this song), computed from
+the model cards only.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.workers import ExportJob, ExportWorker, WorkerHost
+from app.workers import BestSeparation, ExportJob, ExportWorker, WorkerHost
+from engine.errors import ShotokuError
+from engine.models.catalogue import get_card
+from engine.separation.quality import QUALITY_CHOICES, SeparationPlan, plan_separation
 
 #: Format label -> (extension, bit depth choices, default)
 FORMATS: dict[str, tuple[str, list[str], str | None]] = {
@@ -34,6 +45,8 @@ FORMATS: dict[str, tuple[str, list[str], str | None]] = {
     "OGG (Vorbis)": ("ogg", [], None),
 }
 REMIX_NAME = "remix"
+#: Quality -> the radio button's words.
+QUALITY_LABELS = {"fast": "Fast (the model playing now)", "best": "Best quality"}
 
 
 def export_paths(folder: Path, song: str, stems: list[str], remix: bool, extension: str) -> list[tuple[str, Path]]:
@@ -52,18 +65,33 @@ class ExportDialog(QDialog):
         stems: the separated stems ``(n_stems, 2, n_samples)`` in ``stem_names`` order (the session's stem store).
         stem_names: names of its rows.
         gains / master: the current mix as playback applies it (``PlaybackSession.mix_gains``) for the remix.
+        mixture: the song ``(2, n_samples)`` at ``mixture_samplerate``, separated again for "Best quality" (None:
+            only "Fast" is offered).
+        model_name: the model playing now (named in the "Fast" line); device: the compute device ("auto"/None,
+            "cpu", "cuda:0", ...) of the best-quality separation and its estimate.
+        best_model: the model "Best quality" runs (None: the plan's choice among the bundled cards).
+        threads: torch threads of the best-quality separation (None: the engine's default).
     """
 
     def __init__(
         self, host: WorkerHost, song_name: str, stems: np.ndarray, stem_names: list[str], samplerate: int,
-        gains: np.ndarray, master: float, folder: str, parent: QWidget | None = None,
+        gains: np.ndarray, master: float, folder: str, parent: QWidget | None = None, *,
+        mixture: np.ndarray | None = None, mixture_samplerate: int | None = None, model_name: str | None = None,
+        device: str | None = None, best_model: str | None = None, threads: int | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Export — {song_name}")
         self.setMinimumWidth(480)
         self.host, self.song_name, self.stems, self.stem_names = host, song_name, stems, stem_names
         self.samplerate, self.gains, self.master = samplerate, gains, master
+        self.mixture, self.mixture_samplerate = mixture, mixture_samplerate or samplerate
+        self.model_name, self.threads = model_name, threads
+        self.device = None if device in (None, "auto") else device
         self.worker: ExportWorker | None = None
+        self.exporting_quality: str | None = None  #: the quality of the export running now
+        self.plans: dict[str, SeparationPlan] = {}
+        self.plan_problems: dict[str, str] = {}
+        self._plan(best_model)
         self.written: list[Path] = []
         self.block_frames = 1 << 17  #: samples written per block (cancel is checked between blocks)
 
@@ -88,6 +116,29 @@ class ExportDialog(QDialog):
             button.toggled.connect(self._update)
         what_layout.insertLayout(1, stem_row)
         layout.addWidget(what)
+
+        quality = QGroupBox("Quality")
+        quality_layout = QVBoxLayout(quality)
+        quality_row = QHBoxLayout()
+        self.quality_group = QButtonGroup(self)
+        self.quality_buttons: dict[str, QRadioButton] = {}
+        for choice in QUALITY_CHOICES:
+            button = QRadioButton(QUALITY_LABELS[choice])
+            self.quality_group.addButton(button)
+            quality_row.addWidget(button)
+            self.quality_buttons[choice] = button
+        quality_row.addStretch(1)
+        self.quality_buttons["fast"].setChecked(True)
+        if "best" in self.plan_problems:
+            self.quality_buttons["best"].setToolTip(self.plan_problems["best"])
+        self.plan_label = QLabel()
+        self.plan_label.setWordWrap(True)
+        self.plan_label.setStyleSheet("color: #9a9a9a;")
+        quality_layout.addLayout(quality_row)
+        quality_layout.addWidget(self.plan_label)
+        layout.addWidget(quality)
+        for button in self.quality_buttons.values():
+            button.toggled.connect(self._update)
 
         form = QFormLayout()
         self.format = QComboBox()
@@ -146,6 +197,47 @@ class ExportDialog(QDialog):
         if folder:
             self.folder.setText(folder)
 
+    def _plan(self, best_model: str | None) -> None:
+        """Plan both qualities for this song from the cards (cheap: no weights are read); a quality that cannot
+        run gets a one-line reason in :attr:`plan_problems` instead."""
+        n_seconds = (self.mixture.shape[-1] / self.mixture_samplerate if self.mixture is not None
+                     else self.stems.shape[-1] / self.samplerate)
+        if self.model_name is not None:
+            try:
+                self.plans["fast"] = plan_separation("fast", self.model_name, n_seconds, self.device,
+                                                     threads=self.threads)
+            except ShotokuError as err:
+                self.plan_problems["fast"] = str(err)
+        if self.mixture is None:
+            self.plan_problems["best"] = "the song's audio is not available to separate again"
+            return
+        try:
+            plan = plan_separation("best", best_model, n_seconds, self.device, threads=self.threads)
+            sources = get_card(plan.models[0], root=plan.root).sources
+        except ShotokuError as err:
+            self.plan_problems["best"] = str(err)
+            return
+        if sorted(sources) != sorted(self.stem_names):
+            self.plan_problems["best"] = (f"{' + '.join(plan.models)} separates {', '.join(sources)}, not the "
+                                          f"playing stems ({', '.join(self.stem_names)})")
+            return
+        self.plans["best"] = plan
+
+    def quality(self) -> str:
+        """The chosen quality: ``"fast"`` or ``"best"``."""
+        return next((q for q, b in self.quality_buttons.items() if b.isChecked()), "fast")
+
+    def plan_text(self) -> str:
+        """The line under the quality choice: what the chosen quality runs and how long it takes for this song."""
+        if self.quality() == "best":
+            return self.plans["best"].describe()
+        fast = self.plans.get("fast")
+        what = fast.describe().split("; ", 1)[0] if fast is not None else "Fast: the stems playing now"
+        text = f"{what}. Already separated for playback: only the files are written."
+        if "best" in self.plan_problems:
+            text += f" (Best quality unavailable: {self.plan_problems['best']}.)"
+        return text
+
     def chosen_stems(self) -> list[str]:
         if self.mode_remix.isChecked():
             return []
@@ -162,6 +254,9 @@ class ExportDialog(QDialog):
     def _update(self) -> None:
         for box in self.stem_boxes.values():
             box.setEnabled(not self.mode_remix.isChecked())
+        for choice, button in self.quality_buttons.items():
+            button.setEnabled(self.worker is None and (choice == "fast" or choice in self.plans))
+        self.plan_label.setText(self.plan_text())
         planned = self.planned()
         self.names_label.setText("Files: " + ", ".join(p.name for _, p in planned) if planned else "Nothing chosen")
         self.export_button.setEnabled(bool(planned) and bool(self.folder.text().strip()) and self.worker is None)
@@ -192,8 +287,14 @@ class ExportDialog(QDialog):
         label = self.format.currentText()
         extension, depths, _ = FORMATS[label]
         depth = self.depth.currentText() if depths else None
+        quality = self.quality()
+        separation = None
+        if quality == "best":
+            assert self.mixture is not None  # "best" is planned only with the mixture
+            separation = BestSeparation(self.plans["best"], self.mixture, self.mixture_samplerate, self.threads)
         self.worker = ExportWorker(jobs, self.stems, self.samplerate, extension, depth, block=self.block_frames,
-                                   stem_names=self.stem_names)
+                                   stem_names=self.stem_names, separation=separation)
+        self.exporting_quality = quality
         self.worker.progress.connect(self._on_progress)
         self.worker.succeeded.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
@@ -201,7 +302,8 @@ class ExportDialog(QDialog):
         self.worker.done.connect(self._on_finished)
         self.export_button.setEnabled(False)
         self.cancel_button.setText("Cancel")
-        self.status.setText("Exporting…")
+        self.status.setText("Separating at best quality…" if quality == "best" else "Exporting…")
+        self._update()
         self.host.start(self.worker)
         return True
 
@@ -212,7 +314,8 @@ class ExportDialog(QDialog):
     def _on_done(self, paths: list[Path]) -> None:
         self.written = list(paths)
         self.progress.setValue(1000)
-        self.status.setText(f"Exported {len(paths)} file(s) to {paths[0].parent if paths else ''}")
+        how = " at best quality" if self.exporting_quality == "best" else ""
+        self.status.setText(f"Exported {len(paths)} file(s){how} to {paths[0].parent if paths else ''}")
 
     def _on_failed(self, message: str) -> None:
         self.status.setText(f"Export failed: {message}")
@@ -220,10 +323,11 @@ class ExportDialog(QDialog):
 
     def _on_cancelled(self) -> None:
         self.progress.setValue(0)
-        self.status.setText("Export cancelled; unfinished files were removed.")
+        self.status.setText("Export cancelled: nothing was written, existing files are as they were.")
 
     def _on_finished(self) -> None:
         self.worker = None
+        self.exporting_quality = None
         self.cancel_button.setText("Close")
         self._update()
 

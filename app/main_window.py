@@ -316,8 +316,12 @@ class MainWindow(QMainWindow):
         source = self.controller.export_source()
         if source is None:
             return None
+        song = self.controller.song  # "Best quality" separates its mixture again
         dialog = ExportDialog(self.controller.host, source.song_name, source.stems, source.stem_names,
-                              source.samplerate, source.gains, source.master, source.folder, self)
+                              source.samplerate, source.gains, source.master, source.folder, self,
+                              mixture=None if song is None else song.mixture,
+                              mixture_samplerate=None if song is None else song.samplerate,
+                              model_name=self.controller.model_name, device=self.controller.device)
         self.export_dialog = dialog
         dialog.show()
         return dialog

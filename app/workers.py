@@ -2,7 +2,8 @@
 
 Separation itself runs in the engine's playback session (:class:`engine.playback.session.PlaybackSession`: a
 worker process streaming from the play position into the stem store); :class:`StemColumnsWorker` draws what it
-has separated.
+has separated. The one exception is a best-quality export (:class:`BestSeparation`): :class:`ExportWorker`
+separates the song afresh in its own thread, at a lowered priority, while playback keeps its stems.
 
 Each job is a :class:`Worker` (a QObject moved to its own QThread) that reports through signals; signals cross to
 the GUI thread queued. Cancelling sets a :class:`threading.Event` the job checks at least once per block.
@@ -12,11 +13,15 @@ the GUI thread queued. Cancelling sets a :class:`threading.Event` the job checks
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 import traceback
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -24,7 +29,10 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from app import spectrum
 from app.song import Song, load_song
 from engine import STEM_NAMES
-from engine.errors import SeparationCancelled, ShotokuError
+from engine.errors import AudioSaveError, SeparationCancelled, ShotokuError
+
+if TYPE_CHECKING:
+    from engine.separation.quality import SeparationPlan
 
 log = logging.getLogger(__name__)
 
@@ -229,43 +237,144 @@ class ExportJob:
     master: float = 1.0
 
 
-class ExportWorker(Worker):
-    """Write stems and/or the remix to files, block by block, atomically (a cancelled file leaves nothing).
+@dataclass
+class BestSeparation:
+    """A fresh separation an export runs instead of writing the playing stems (the "best quality" export).
 
-    ``stems`` ``(n_stems, 2, n_samples)`` in ``stem_names`` order (the session's stem store, read in blocks); a
+    ``plan``: an :class:`engine.separation.quality.SeparationPlan` (its :meth:`build` loads the models in the worker
+    thread); ``mixture`` ``(n_channels, n_samples)`` float32 at ``samplerate`` (the open song); ``threads``: torch
+    threads (None: ``engine.separation.runner.default_threads()``); ``nice``: added to the worker thread's
+    niceness while it separates (Linux), so the audio callback in the same process keeps its share of the CPU.
+    """
+
+    plan: SeparationPlan
+    mixture: np.ndarray
+    samplerate: int
+    threads: int | None = None
+    nice: int = 10
+
+
+def _lower_thread_priority(nice: int) -> None:
+    """Add ``nice`` to this thread's niceness where the OS allows it per thread (Linux); else do nothing."""
+    if nice <= 0 or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:  # not allowed: run at the normal priority
+        pass
+
+
+class ExportWorker(Worker):
+    """Write stems and/or the remix to files as one set: all of them or none (a cancel or a failure leaves every
+    existing file as it was).
+
+    ``stems`` ``(n_stems, 2, n_samples)`` in ``stem_names`` order (the session's stem store, read in blocks), or,
+    with ``separation``, a fresh separation of the song (:class:`BestSeparation`, run here, off the GUI thread,
+    block by block with memory bounded by the separator's chunk) whose stems are reordered to ``stem_names``. A
     remix job's ``gains`` come from :meth:`engine.playback.session.PlaybackSession.mix_gains`, as playback's.
+
+    Each file is written to a hidden staging file beside its target (``engine.atomic.make_temp``); only when every
+    file is complete and flushed are they moved onto their names (``engine.atomic.publish``: one ``os.replace``
+    each), so a full disk or a cancel never leaves a half-written or half-replaced set.
     """
 
     def __init__(
-        self, jobs: list[ExportJob], stems: np.ndarray, samplerate: int, format: str, bit_depth: str | None,
-        block: int = 1 << 17, stem_names: list[str] | None = None,
+        self, jobs: list[ExportJob], stems: np.ndarray | None, samplerate: int, format: str, bit_depth: str | None,
+        block: int = 1 << 17, stem_names: list[str] | None = None, separation: BestSeparation | None = None,
     ) -> None:
         super().__init__()
+        if stems is None and separation is None:
+            raise ValueError("an export needs the stems or a separation to run")
         self.jobs, self.stems, self.samplerate = jobs, stems, samplerate
         self.stem_names = list(stem_names or STEM_NAMES)
         self.format, self.bit_depth, self.block = format, bit_depth, block
+        self.separation = separation
 
+    # -- where the blocks come from ---------------------------------------------------------------------------------
+    def _stored_blocks(self) -> Generator[np.ndarray, None, None]:
+        """The stem store in blocks ``(n_stems, 2, n)``."""
+        assert self.stems is not None
+        n_samples = self.stems.shape[-1]
+        for start in range(0, n_samples, self.block):
+            self.check_cancel()
+            stop = min(n_samples, start + self.block)
+            yield self.stems[:, :, start:stop]
+            self.progress.emit(stop / max(1, n_samples), f"Writing {len(self.jobs)} file(s)")
+
+    def _separated_blocks(self, job: BestSeparation) -> Generator[np.ndarray, None, None]:
+        """A fresh separation of ``job.mixture`` in blocks ``(n_stems, n_channels, n)``, in ``stem_names`` order."""
+        from engine.separation.apply import Progress
+
+        _lower_thread_priority(job.nice)
+        self.progress.emit(0.0, "Loading the best-quality model(s)…")
+        separator = job.plan.build(job.threads)
+        self.check_cancel()
+        missing = [name for name in self.stem_names if name not in separator.sources]
+        if missing:
+            raise ShotokuError(f"{'+'.join(job.plan.models)} separates {', '.join(separator.sources)}: it has no "
+                               f"{', '.join(missing)} stem")
+        order = [separator.sources.index(name) for name in self.stem_names]
+        models = " + ".join(job.plan.models)
+
+        def progress(p: Progress) -> None:
+            self.progress.emit(0.99 * p.fraction, f"Separating with {models} (best quality): chunk "
+                                                  f"{p.done_chunks}/{p.n_chunks}")
+
+        for stems, _ in separator.iter_stems(job.mixture, job.samplerate, progress, self.cancel_event):
+            self.check_cancel()
+            yield stems[order]
+
+    def _data(self, job: ExportJob, block: np.ndarray) -> np.ndarray:
+        """What ``job`` writes of ``block`` ``(n_stems, n_channels, n)``: one stem, or the remix."""
+        if job.stem is not None:
+            return block[self.stem_names.index(job.stem)]
+        gains = job.gains if job.gains is not None else np.ones((len(self.stem_names), 2), np.float32)
+        return np.einsum("sc,scn->cn", gains, block) * job.master
+
+    # -- writing ----------------------------------------------------------------------------------------------------
     def work(self) -> list[Path]:
+        from engine.atomic import discard, file_mode, make_temp, publish
         from engine.audio import AudioFileWriter
 
-        written: list[Path] = []
-        n_samples = self.stems.shape[-1]
-        total = max(1, len(self.jobs) * n_samples)
-        for index, job in enumerate(self.jobs):
-            writer = AudioFileWriter(job.path, self.samplerate, 2, format=self.format, bit_depth=self.bit_depth)
-            try:
-                for start in range(0, n_samples, self.block):
-                    self.check_cancel()
-                    stop = min(n_samples, start + self.block)
-                    if job.stem is not None:
-                        data = self.stems[self.stem_names.index(job.stem), :, start:stop]
-                    else:
-                        gains = job.gains if job.gains is not None else np.ones((len(self.stem_names), 2), np.float32)
-                        data = np.einsum("sc,scn->cn", gains, self.stems[:, :, start:stop]) * job.master
-                    writer.write(data)
-                    self.progress.emit((index * n_samples + stop) / total, f"Writing {job.path.name}")
-                written.append(writer.commit())
-            except BaseException:
+        if self.separation is not None:
+            rate, n_channels = self.separation.samplerate, int(self.separation.mixture.shape[0])
+            blocks = self._separated_blocks(self.separation)
+        else:
+            assert self.stems is not None
+            rate, n_channels = self.samplerate, int(self.stems.shape[1])
+            blocks = self._stored_blocks()
+        staged: list[Path] = []
+        writers: list[AudioFileWriter] = []
+        current = self.jobs[0].path if self.jobs else Path()  # the file an error is about
+        try:
+            for job in self.jobs:
+                current = job.path
+                job.path.parent.mkdir(parents=True, exist_ok=True)
+                staged.append(make_temp(job.path, suffix=f".{self.format}"))
+                writers.append(AudioFileWriter(staged[-1], rate, n_channels, format=self.format,
+                                               bit_depth=self.bit_depth))
+            for block in blocks:
+                for job, writer in zip(self.jobs, writers, strict=True):
+                    current = job.path
+                    writer.write(self._data(job, block))
+            self.check_cancel()
+            for job, writer in zip(self.jobs, writers, strict=True):
+                current = job.path
+                writer.commit()  # closed and flushed, still hidden
+            self.progress.emit(1.0, "Publishing…")
+            written = []
+            for stage, job in zip(staged, self.jobs, strict=True):
+                current = job.path
+                written.append(publish(stage, job.path, mode=file_mode(job.path)))
+            return written
+        except AudioSaveError as err:  # name the file the user asked for, not the hidden staging file
+            raise AudioSaveError(current, err.reason) from None
+        except OSError as err:
+            raise AudioSaveError(current, err.strerror or str(err)) from None
+        finally:
+            blocks.close()  # the separation's chunk iterators end now, not when collected
+            for writer in writers:
                 writer.abort()
-                raise
-        return written
+            for stage in staged:
+                discard(stage)
