@@ -218,7 +218,7 @@ class _Options:
                 model = load_from_card(self.card)
                 self._separator = Separator(model, device=self.device, segment_seconds=self.args.segment,
                                             overlap=self.args.overlap, n_threads=threads)  # fmt: skip
-            say(f"shotoku: model {self.names} on {describe_device(self._separator.device)}")
+            say(f"shotoku: model {self.names} on {describe_device(self._separator.device, threads)}")
         return self._separator
 
 

@@ -57,11 +57,20 @@ def available_devices() -> list[tuple[str, str]]:
     return devices
 
 
-def describe_device(device: torch.device) -> str:
-    """A label for the status bar: ``"CPU (2 cores, 2 threads)"`` or ``"CUDA 0: NVIDIA H100"``."""
+def describe_device(device: torch.device, n_threads: int | None = None) -> str:
+    """A label for the status bar: ``"CPU (2 cores, 1 thread)"`` or ``"CUDA 0: NVIDIA H100"``.
+
+    ``n_threads``: the inference threads the separation uses (default: the one thread rule,
+    :func:`engine.separation.runner.default_threads`), not the calling process's torch setting, which the
+    separation (a child process, or the first chunk) sets for itself later.
+    """
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"CUDA {index}: {torch.cuda.get_device_name(index)}"
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    if n_threads is None:
+        from engine.separation.runner import default_threads
+
+        n_threads = default_threads()
+    return f"CPU ({os.cpu_count()} cores, {n_threads} thread{'s' if n_threads != 1 else ''})"

@@ -426,3 +426,20 @@ def test_a_long_song_at_another_rate_is_resampled_through_a_file_as_in_memory(mo
     streamed = sep.separate(mapped, 48000)["vocals"]
     assert streamed.shape == whole.shape == mix.shape
     assert np.abs(streamed - whole).max() < 1e-6  # the same resampler, run in blocks
+
+
+def test_the_device_label_names_the_threads_the_separation_uses(tmp_path, capsys):
+    """The label showed torch's own thread count of the calling process (2), not the rule's 1 thread."""
+    import torch
+
+    from engine.separation.device import describe_device
+    from engine.separation.runner import default_threads
+
+    assert describe_device(torch.device("cpu"), 1).endswith(", 1 thread)")
+    assert describe_device(torch.device("cpu")).endswith(f", {default_threads()} thread{'s' * (default_threads() != 1)})")
+    song = tmp_path / "s.wav"
+    write_song(song)
+    code, _, err = run_cli(capsys, "separate", str(song), "-o", str(tmp_path / "o"), "--model", "identity",
+                           "--threads", "3")
+    assert code == 0, err
+    assert "3 threads)" in err
