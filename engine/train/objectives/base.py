@@ -166,3 +166,15 @@ class Objective(ABC):
     def learning_rates(self) -> dict[str, float]:
         """The first parameter group's learning rate of each optimizer (logged per epoch)."""
         return {name: float(opt.param_groups[0]["lr"]) for name, opt in self.optimizers().items()}
+
+
+def build_for(config: TrainConfig, objective: str, architecture: str, needs: str) -> nn.Module:
+    """The config's model, checked to be one this objective trains: its estimator must have the method ``needs``
+    (e.g. ``"generator"``); otherwise a DatasetError naming ``objective`` and the ``architecture`` it trains."""
+    from engine.errors import DatasetError
+    from engine.models.catalogue import build_model
+
+    model = build_model(config.architecture, config.model)
+    if not hasattr(getattr(model, "estimator", None), needs):
+        raise DatasetError(None, f"the {objective} objective trains a {architecture!r} model, not {config.architecture!r}")
+    return model

@@ -60,7 +60,7 @@ from engine.models.semisup import CLIP_SAMPLES, POWER, MultiScaleDiscriminator, 
 from engine.train.config import TrainConfig
 from engine.train.losses import lsgan_discriminator_loss
 from engine.train.objectives import register_objective
-from engine.train.objectives.base import Objective, StepContext, StepLogs
+from engine.train.objectives.base import Objective, StepContext, StepLogs, build_for
 from engine.train.runtime import Runtime
 from engine.train.validation import ValidTrack, load_valid_tracks
 
@@ -236,14 +236,8 @@ class SemisupObjective(Objective):
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__(config)
-        from engine.models.catalogue import build_model
-
         args = config.objective_args
-        self.model = build_model(config.architecture, config.model)
-        if not hasattr(self.model, "estimator") or not hasattr(self.model.estimator, "generator"):
-            raise DatasetError(
-                None, f"the semisup objective trains a 'semisup' model, not {config.architecture!r}"
-            )
+        self.model = build_for(config, "semisup", "semisup", "generator")
         self.supervised = bool(args.get("supervised", False))
         self.weights = {"R3": 1.0, "R4": 1.0} if self.supervised else active_terms(args, self.default_weights)
         self.cross_domain = str(args.get("cross_domain", "complex"))

@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 from engine.errors import DatasetError
 from engine.train.config import TrainConfig
 from engine.train.objectives import register_objective
-from engine.train.objectives.base import Objective, StepContext, StepLogs
+from engine.train.objectives.base import Objective, StepContext, StepLogs, build_for
 from engine.train.runtime import Runtime
 from engine.train.validation import ValidTrack, load_valid_tracks
 
@@ -158,12 +158,8 @@ class UDTObjective(Objective):
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__(config)
-        from engine.models.catalogue import build_model
-
         args = config.objective_args
-        self.model = build_model(config.architecture, config.model)
-        if not hasattr(getattr(self.model, "estimator", None), "encode"):
-            raise DatasetError(None, f"the udt objective trains a 'udt' model, not {config.architecture!r}")
+        self.model = build_for(config, "udt", "udt", "encode")
         self.net = self.model.estimator
         self.supervised = bool(args.get("supervised", False))
         self.weights = {"REC": 1.0, "KL": weights_of(args).get("KL", 0.0)} if self.supervised else weights_of(args)

@@ -32,7 +32,7 @@ from engine.errors import DatasetError
 from engine.train.config import TrainConfig
 from engine.train.losses import gaussian_kl, reparameterise
 from engine.train.objectives import register_objective
-from engine.train.objectives.base import Objective, StepContext, StepLogs
+from engine.train.objectives.base import Objective, StepContext, StepLogs, build_for
 from engine.train.runtime import Runtime
 from engine.train.validation import ValidTrack
 
@@ -75,12 +75,8 @@ class VAEBSSObjective(Objective):
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__(config)
-        from engine.models.catalogue import build_model
-
         args = config.objective_args
-        self.model = build_model(config.architecture, config.model)
-        if not hasattr(getattr(self.model, "estimator", None), "decode"):
-            raise DatasetError(None, f"the {self.name} objective trains a 'vaebss' model, not {config.architecture!r}")
+        self.model = build_for(config, self.name, "vaebss", "decode")
         self.net = self.model.estimator
         self.variational = bool(args.get("variational", True))
         self.sigma = float(args.get("sigma", 0.1))
