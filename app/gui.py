@@ -138,7 +138,7 @@ def open_window(settings: AppSettings, files: list[str], use_audio_device: bool 
     elif settings.first_start() and demo_song().is_file():
         window.controller.open_demo()
     elif not settings.first_start() and settings.recent_files():
-        window.statusBar().showMessage("Open a song: File > Open, Open recent, or drop a file here", 10000)
+        window.statusBar().showMessage("Open a song (Ctrl+O)", 10000)  # short: the permanent labels take the rest
     settings.mark_started()
     return window
 

@@ -222,7 +222,7 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
         self.log_frequency = True
         hint = self.lanes["mixture"]
         hint.view.setRange(xRange=(0.0, 1.0), yRange=(0.0, 1.0), padding=0.0)
-        hint.hatch_text.setText("Drop a song here, or use File › Open (Ctrl+O)")
+        hint.hatch_text.setText("Drop a song here\nor use File › Open (Ctrl+O)")  # two lines: fits a narrow lane
         hint.hatch_text.setPos(0.02, 0.6)
         self._unseparated: list[tuple[float, float]] | None = None
         self._hatch_text = ""
