@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from app.analysis_worker import AnalysisWorker
 from app.model_picker import ModelChoice, model_choices, pick_model
 from app.output import SYSTEM_DEFAULT, OutputWorker, startup_output
 from app.playback import SessionPoller
 from app.session_file import SESSION_SUFFIX, Session, load_session, save_session
 from app.settings import AppSettings
-from app.song import ExportSource, Song, export_folder
+from app.song import STEM_FILE_MODEL, ExportSource, Song, export_folder
 from app.spectrum import SpectrogramGrid, format_time
 from app.workers import LoadResult, LoadWorker, WorkerHost
 from engine import STEM_NAMES
@@ -83,6 +84,8 @@ class AppController(QObject):
     mix_changed = Signal(object)  #: the console's MixState, just handed to the engine
     loop_changed = Signal(object)  #: (start, stop) seconds, or None when cleared
     position_changed = Signal(float)  #: the play position jumped (seek), seconds
+    tempo_changed = Signal(float, float)  #: playback tempo (ratio) and transposition (semitones) now playing
+    analysis_changed = Signal(object)  #: the open song's engine.analysis.SongAnalysis (None: not known yet)
     ticked = Signal()  #: the display timer fired (after the session was polled): refresh position and meters
     error = Signal(str, str)  #: title, a one-line message
     status = Signal(str, int)  #: a status line, how long to show it (ms, 0: until the next)
@@ -104,6 +107,8 @@ class AppController(QObject):
         self.song: Song | None = None
         self.grid: SpectrogramGrid | None = None
         self.load_worker: LoadWorker | None = None
+        self.analysis_worker: AnalysisWorker | None = None
+        self.analysis = None  #: the open song's engine.analysis.SongAnalysis, once detected
         self.output_worker: OutputWorker | None = None
         self.model_name: str | None = None
         self.choices: list[ModelChoice] = []
@@ -219,7 +224,10 @@ class AppController(QObject):
             self.device = session.device
             self.playback.compute_device = self._compute_device()
             self._emit_device()
-        self.refresh_models(session.model if session else None)
+        preferred = session.model if session else STEM_FILE_MODEL if song.stem_file else None
+        if preferred is None and self.model_name == STEM_FILE_MODEL:
+            self.model_name = None  # after a STEM file's own stems, back to the musician's model
+        self.refresh_models(preferred)
         self.poller.set_grid(result.grid)
         audio = Audio(song.mixture, song.samplerate)
         play = self.settings.play_on_open()
@@ -230,6 +238,7 @@ class AppController(QObject):
             self.error.emit("Cannot separate", str(err))
             self.playback.open(audio, play=play and session is None, separate=False)
         self.loop_seconds = None
+        self._analyse(song)
         self.settings.add_recent_file(song.path)
         self.song_opened.emit(OpenedSong(song, result.grid, result.mixture_db, session))
         self.apply_mix(session.mix if session is not None else self._mix)  # new stems start from 0 dB: re-apply
@@ -240,6 +249,58 @@ class AppController(QObject):
                 self.set_loop(*session.loop_seconds)
             if play:  # from the session's position, not from the start
                 self.playback.play()
+
+    # -- tempo, pitch, tempo and key -----------------------------------------------------------------------------
+    @property
+    def tempo(self) -> float:
+        """Playback speed (ratio, 1.0 as recorded)."""
+        return self.playback.tempo
+
+    @property
+    def transpose(self) -> float:
+        """Transposition in semitones."""
+        return self.playback.transpose
+
+    def set_tempo(self, tempo: float) -> None:
+        """Play at ``tempo`` (0.5-1.5) without changing pitch (heard within 100 ms)."""
+        try:
+            self.playback.set_tempo(tempo)
+        except ValueError as err:
+            self.error.emit("Tempo", str(err))
+        self.tempo_changed.emit(self.playback.tempo, self.playback.transpose)
+
+    def set_transpose(self, semitones: float) -> None:
+        """Transpose by ``semitones`` (-12..+12) without changing tempo."""
+        try:
+            self.playback.set_transpose(semitones)
+        except ValueError as err:
+            self.error.emit("Transpose", str(err))
+        self.tempo_changed.emit(self.playback.tempo, self.playback.transpose)
+
+    def _analyse(self, song: Song) -> None:
+        """Detect the song's tempo and key in the background (cached beside the stems)."""
+        if self.analysis_worker is not None:
+            self.analysis_worker.cancel()
+        self.analysis = None
+        self.analysis_changed.emit(None)
+        worker = AnalysisWorker(song.mixture, song.samplerate, song)
+        worker.succeeded.connect(self._on_analysed)
+        worker.failed.connect(self._on_analysis_failed)
+        self.analysis_worker = worker
+        self.host.start(worker)
+
+    @Slot(object)
+    def _on_analysed(self, analysis: object) -> None:
+        worker = self.sender()
+        if worker is not self.analysis_worker or getattr(worker, "song_id", None) is not self.song:
+            return
+        self.analysis = analysis
+        self.analysis_changed.emit(analysis)
+
+    @Slot(str)
+    def _on_analysis_failed(self, message: str) -> None:
+        if self.sender() is self.analysis_worker:
+            self.status.emit(f"Tempo and key not detected: {message}", 8000)
 
     # -- models and separation -------------------------------------------------------------------------------------
     def refresh_models(self, preferred: str | None = None) -> None:

@@ -6,6 +6,9 @@ with :func:`engine.separation.quality.plan_separation`'s plan (the best recorded
 more Wiener iterations) in the export worker, while playback keeps the fast model's stems. The dialog shows the
 plan's one-line description (models, shifts, Wiener iterations, the estimated time for this song), computed from
 the model cards only.
+
+Format "STEM": one NI STEM file ``<song>.stem.mp4`` for DJ software (the song as the master track, then drums, bass,
+other, vocals at unity gain, the song's tags); the stem and remix choices do not apply to it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -32,7 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.workers import BestSeparation, ExportJob, ExportWorker, WorkerHost
+from app.workers import STEM_FORMAT, BestSeparation, ExportJob, ExportWorker, WorkerHost
+from engine.audio.stem_mp4 import STEM_ORDER
 from engine.errors import ShotokuError
 from engine.models.catalogue import get_card
 from engine.separation.quality import QUALITY_CHOICES, SeparationPlan, plan_separation
@@ -43,14 +48,19 @@ FORMATS: dict[str, tuple[str, list[str], str | None]] = {
     "FLAC": ("flac", ["16", "24"], "24"),
     "MP3": ("mp3", [], None),
     "OGG (Vorbis)": ("ogg", [], None),
+    "STEM (.stem.mp4, for DJ software)": (STEM_FORMAT, [], None),
 }
+STEM_LABEL = "STEM (.stem.mp4, for DJ software)"
 REMIX_NAME = "remix"
 #: Quality -> the radio button's words.
 QUALITY_LABELS = {"fast": "Fast (the model playing now)", "best": "Best quality"}
 
 
 def export_paths(folder: Path, song: str, stems: list[str], remix: bool, extension: str) -> list[tuple[str, Path]]:
-    """``(what, path)`` of each file to write: ``<song> - <stem>.<ext>`` and ``<song> - remix.<ext>``."""
+    """``(what, path)`` of each file to write: ``<song> - <stem>.<ext>`` and ``<song> - remix.<ext>``; for the STEM
+    format the one file ``<song>.stem.mp4``."""
+    if extension == STEM_FORMAT:
+        return [(STEM_FORMAT, folder / f"{song}.{STEM_FORMAT}")]
     items = [(stem, folder / f"{song} - {stem}.{extension}") for stem in stems]
     if remix:
         items.append((REMIX_NAME, folder / f"{song} - {REMIX_NAME}.{extension}"))
@@ -78,6 +88,7 @@ class ExportDialog(QDialog):
         gains: np.ndarray, master: float, folder: str, parent: QWidget | None = None, *,
         mixture: np.ndarray | None = None, mixture_samplerate: int | None = None, model_name: str | None = None,
         device: str | None = None, best_model: str | None = None, threads: int | None = None,
+        tags_from: Path | None = None, tempo: float = 1.0, semitones: float = 0.0,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Export — {song_name}")
@@ -86,6 +97,11 @@ class ExportDialog(QDialog):
         self.samplerate, self.gains, self.master = samplerate, gains, master
         self.mixture, self.mixture_samplerate = mixture, mixture_samplerate or samplerate
         self.model_name, self.threads = model_name, threads
+        self.tags_from = tags_from  #: the song's file: a STEM export carries its tags
+        self.tempo, self.semitones = tempo, semitones  #: the practice playback's tempo (ratio) and transposition
+        missing = [name for name in STEM_ORDER if name not in stem_names]
+        #: why these stems cannot make a STEM file ("" when they can)
+        self.stem_problem = f"a STEM file holds {', '.join(STEM_ORDER)}: no {', '.join(missing)}" if missing else ""
         self.device = None if device in (None, "auto") else device
         self.worker: ExportWorker | None = None
         self.exporting_quality: str | None = None  #: the quality of the export running now
@@ -150,10 +166,19 @@ class ExportDialog(QDialog):
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.folder, 1)
         folder_row.addWidget(browse)
+        if self.stem_problem:
+            self.format.model().item(list(FORMATS).index(STEM_LABEL)).setEnabled(False)
+            self.format.setItemData(list(FORMATS).index(STEM_LABEL), self.stem_problem, Qt.ItemDataRole.ToolTipRole)
         form.addRow("Format", self.format)
         form.addRow("Bit depth", self.depth)
         form.addRow("Folder", folder_row)
         layout.addLayout(form)
+        #: "Apply the tempo and pitch playing now" (shown only when they are not 100 % and 0 semitones)
+        self.apply_tempo = QCheckBox(f"At the tempo and pitch playing now ({tempo * 100:.0f} %, "
+                                     f"{semitones:+.0f} semitones)")
+        self.apply_tempo.setChecked(True)
+        self.apply_tempo.setVisible(abs(tempo - 1.0) > 1e-6 or abs(semitones) > 1e-6)
+        layout.addWidget(self.apply_tempo)
         self.names_label = QLabel()
         self.names_label.setStyleSheet("color: #9a9a9a;")
         self.names_label.setWordWrap(True)
@@ -238,7 +263,13 @@ class ExportDialog(QDialog):
             text += f" (Best quality unavailable: {self.plan_problems['best']}.)"
         return text
 
+    def stem_format(self) -> bool:
+        """The STEM format is chosen (one .stem.mp4 holding every stem)."""
+        return FORMATS[self.format.currentText()][0] == STEM_FORMAT
+
     def chosen_stems(self) -> list[str]:
+        if self.stem_format():
+            return list(STEM_ORDER)
         if self.mode_remix.isChecked():
             return []
         return [name for name, box in self.stem_boxes.items() if box.isChecked()]
@@ -252,8 +283,11 @@ class ExportDialog(QDialog):
                             self.wants_remix(), extension)
 
     def _update(self) -> None:
+        stem_format = self.stem_format()
         for box in self.stem_boxes.values():
-            box.setEnabled(not self.mode_remix.isChecked())
+            box.setEnabled(not self.mode_remix.isChecked() and not stem_format)
+        for button in (self.mode_stems, self.mode_remix, self.mode_both):
+            button.setEnabled(not stem_format)
         for choice, button in self.quality_buttons.items():
             button.setEnabled(self.worker is None and (choice == "fast" or choice in self.plans))
         self.plan_label.setText(self.plan_text())
@@ -270,6 +304,12 @@ class ExportDialog(QDialog):
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
         )
         return answer == QMessageBox.StandardButton.Yes
+
+    def _stretch(self) -> dict[str, float]:
+        """The export's tempo and transposition: the playing ones when the box is ticked, else as recorded."""
+        if not self.apply_tempo.isHidden() and self.apply_tempo.isChecked():
+            return {"tempo": self.tempo, "semitones": self.semitones}
+        return {"tempo": 1.0, "semitones": 0.0}
 
     def start(self) -> bool:
         """Start writing (after asking about existing files). False if nothing was started."""
@@ -292,8 +332,14 @@ class ExportDialog(QDialog):
         if quality == "best":
             assert self.mixture is not None  # "best" is planned only with the mixture
             separation = BestSeparation(self.plans["best"], self.mixture, self.mixture_samplerate, self.threads)
+        master = None  # the STEM file's master track: the song itself when it lines up with the stems
+        if (extension == STEM_FORMAT and self.mixture is not None and self.mixture_samplerate == self.samplerate
+                and self.mixture.shape[0] == self.stems.shape[1]):
+            master = self.mixture
         self.worker = ExportWorker(jobs, self.stems, self.samplerate, extension, depth, block=self.block_frames,
-                                   stem_names=self.stem_names, separation=separation)
+                                   stem_names=self.stem_names, separation=separation, master=master,
+                                   tags_from=self.tags_from,
+                                   **self._stretch())
         self.exporting_quality = quality
         self.worker.progress.connect(self._on_progress)
         self.worker.succeeded.connect(self._on_done)

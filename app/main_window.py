@@ -34,6 +34,7 @@ from app.settings import AppSettings
 from app.spectrum import format_time
 from app.views.mixer import MixerPanel
 from app.views.spectrogram import SpectrogramStack
+from app.views.transport import TempoPitchBar
 from engine import STEM_NAMES
 from engine.paths import resources_dir
 from engine.playback.mix import MixState, audible, matching_preset
@@ -95,6 +96,8 @@ class MainWindow(QMainWindow):
                                       keyboard_reference=self.show_keyboard_reference, about=self.show_about,
                                       user_guide=self.show_user_guide, models=self.show_models)
         self.ui = actions.build(self, self.controller, intents, self.spectrograms, self.mixer, self.mixer_dock)
+        self.tempo_bar = TempoPitchBar(self.controller, self)
+        self.addToolBar(self.tempo_bar)
         self._connect()
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is None or not self.restoreGeometry(geometry):
@@ -321,7 +324,9 @@ class MainWindow(QMainWindow):
                               source.samplerate, source.gains, source.master, source.folder, self,
                               mixture=None if song is None else song.mixture,
                               mixture_samplerate=None if song is None else song.samplerate,
-                              model_name=self.controller.model_name, device=self.controller.device)
+                              model_name=self.controller.model_name, device=self.controller.device,
+                              tags_from=None if song is None else song.path,
+                              tempo=self.controller.tempo, semitones=self.controller.transpose)
         self.export_dialog = dialog
         dialog.show()
         return dialog

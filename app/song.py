@@ -1,4 +1,8 @@
-"""A loaded song: the mixture at the engine's rate, and its reference stems when they sit beside it."""
+"""A loaded song: the mixture at the engine's rate, and its reference stems when they sit beside it.
+
+A NI STEM file (``.stem.mp4``) is opened as its master track with its four stems as the references; the app then
+plays them through the ``stem-file`` model (:data:`STEM_FILE_MODEL`: the stems as they are, nothing separated).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,22 @@ import numpy as np
 
 from engine import STEM_NAMES
 from engine.audio.io import load_audio
+from engine.audio.stem_mp4 import SUFFIXES as STEM_SUFFIXES
+from engine.audio.stem_mp4 import is_stem_file, read_stem_mp4
 from engine.paths import demo_song
 
 #: Every song is loaded at this rate (the shipped models' rate and the output stream's).
 SAMPLERATE = 44100
 REFERENCE_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3", ".aiff")
+#: The model that plays a STEM file's own stems (resources/models/stem-file).
+STEM_FILE_MODEL = "stem-file"
+
+
+def _name(path: Path) -> str:
+    """The file's name without its extension (``.stem.mp4`` counted as one)."""
+    lowered = path.name.lower()
+    suffix = next((s for s in STEM_SUFFIXES if lowered.endswith(s)), None)
+    return path.name[: -len(suffix)] if suffix else path.stem
 
 
 @dataclass
@@ -27,18 +42,19 @@ class Song:
     samplerate: int = SAMPLERATE
     references: dict[str, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+    stem_file: bool = False  #: opened from a ``.stem.mp4``: ``references`` are its stems, to play as they are
 
     @property
     def title(self) -> str:
         """What the window title shows: the file name without extension, or the folder for ``mixture.*``."""
         if self.path.stem.lower() == "mixture":
             return f"{self.path.parent.name} (mixture)"
-        return self.path.stem
+        return _name(self.path)
 
     @property
     def export_name(self) -> str:
         """The ``<song>`` part of exported file names (no characters that are unsafe in file names)."""
-        name = self.path.parent.name if self.path.stem.lower() == "mixture" else self.path.stem
+        name = self.path.parent.name if self.path.stem.lower() == "mixture" else _name(self.path)
         return "".join("_" if c in '<>:"/\\|?*' else c for c in name).strip() or "song"
 
     @property
@@ -100,6 +116,10 @@ def load_song(path: str | Path, check_cancel: Callable[[], None] | None = None) 
     four more decodes).
     """
     check = check_cancel or (lambda: None)
+    if is_stem_file(path):
+        stem_file = read_stem_mp4(path, SAMPLERATE)
+        stems = {name: np.ascontiguousarray(samples) for name, samples in stem_file.stems.items()}
+        return Song(Path(path), np.ascontiguousarray(stem_file.master), SAMPLERATE, stems, stem_file.notes, True)
     audio = load_audio(path, samplerate=SAMPLERATE, n_channels=2)
     mixture = np.ascontiguousarray(audio.samples, dtype=np.float32)
     song = Song(Path(path), mixture, SAMPLERATE, None, list(audio.notes))

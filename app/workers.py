@@ -227,6 +227,9 @@ class StemColumnsWorker(Worker):
 
 
 # --------------------------------------------------------------------------------------------------------------
+STEM_FORMAT = "stem.mp4"
+
+
 @dataclass
 class ExportJob:
     """One file to write: a stem (``stem`` set) or the remix (``gains`` set: ``(n_stems, 2)`` linear)."""
@@ -277,11 +280,17 @@ class ExportWorker(Worker):
     Each file is written to a hidden staging file beside its target (``engine.atomic.make_temp``); only when every
     file is complete and flushed are they moved onto their names (``engine.atomic.publish``: one ``os.replace``
     each), so a full disk or a cancel never leaves a half-written or half-replaced set.
+
+    ``format="stem.mp4"``: one NI STEM file (the one job's path; :class:`engine.audio.stem_mp4.StemMp4Writer`,
+    itself atomic) with ``master`` ``(2, n_samples)`` at ``samplerate`` as its master track (None: the sum of the
+    stems), the four stems at unity gain and the tags of ``tags_from``.
     """
 
     def __init__(
         self, jobs: list[ExportJob], stems: np.ndarray | None, samplerate: int, format: str, bit_depth: str | None,
         block: int = 1 << 17, stem_names: list[str] | None = None, separation: BestSeparation | None = None,
+        master: np.ndarray | None = None, tags_from: Path | None = None, tempo: float = 1.0,
+        semitones: float = 0.0,
     ) -> None:
         super().__init__()
         if stems is None and separation is None:
@@ -290,6 +299,8 @@ class ExportWorker(Worker):
         self.stem_names = list(stem_names or STEM_NAMES)
         self.format, self.bit_depth, self.block = format, bit_depth, block
         self.separation = separation
+        self.master, self.tags_from = master, tags_from
+        self.tempo, self.semitones = tempo, semitones
 
     # -- where the blocks come from ---------------------------------------------------------------------------------
     def _stored_blocks(self) -> Generator[np.ndarray, None, None]:
@@ -325,6 +336,28 @@ class ExportWorker(Worker):
             self.check_cancel()
             yield stems[order]
 
+    def _stretched(self, blocks: Generator[np.ndarray, None, None], rate: int) -> Generator[np.ndarray, None, None]:
+        """``blocks`` gathered, each stem (and the STEM master) at ``tempo`` and ``semitones``, in blocks again."""
+        from engine.playback.stretch import stretch_offline
+
+        try:
+            whole = np.concatenate(list(blocks), axis=-1)
+        finally:
+            blocks.close()
+        stretched = []
+        for index, stem in enumerate(whole):
+            self.check_cancel()
+            self.progress.emit(index / (len(whole) + 1), f"Changing tempo and pitch: {self.stem_names[index]}")
+            stretched.append(stretch_offline(stem, rate, self.tempo, self.semitones))
+        if self.master is not None:
+            self.check_cancel()
+            self.master = stretch_offline(self.master, rate, self.tempo, self.semitones)
+        del whole
+        out = np.stack(stretched)
+        for start in range(0, out.shape[-1], self.block):
+            self.check_cancel()
+            yield out[:, :, start : start + self.block]
+
     def _data(self, job: ExportJob, block: np.ndarray) -> np.ndarray:
         """What ``job`` writes of ``block`` ``(n_stems, n_channels, n)``: one stem, or the remix."""
         if job.stem is not None:
@@ -344,6 +377,15 @@ class ExportWorker(Worker):
             assert self.stems is not None
             rate, n_channels = self.samplerate, int(self.stems.shape[1])
             blocks = self._stored_blocks()
+        from engine.playback.stretch import is_neutral
+
+        if not is_neutral(self.tempo, self.semitones):
+            blocks = self._stretched(blocks, rate)
+        if self.format == STEM_FORMAT:
+            try:
+                return [self._write_stem_file(rate, blocks)]
+            finally:
+                blocks.close()
         staged: list[Path] = []
         writers: list[AudioFileWriter] = []
         current = self.jobs[0].path if self.jobs else Path()  # the file an error is about
@@ -378,3 +420,31 @@ class ExportWorker(Worker):
                 writer.abort()
             for stage in staged:
                 discard(stage)
+
+    def _write_stem_file(self, rate: int, blocks: Generator[np.ndarray, None, None]) -> Path:
+        """The one STEM file: ``master`` (or the stems' sum) and the stems in the order DJ software expects."""
+        from engine.audio._tags import Tags, read_tags
+        from engine.audio.stem_mp4 import STEM_ORDER, StemMp4Writer
+
+        path = self.jobs[0].path
+        missing = [name for name in STEM_ORDER if name not in self.stem_names]
+        if missing:
+            raise AudioSaveError(path, f"a STEM file holds {', '.join(STEM_ORDER)}: these stems have no "
+                                       f"{', '.join(missing)}")  # fmt: skip
+        order = [self.stem_names.index(name) for name in STEM_ORDER]
+        tags = read_tags(self.tags_from) if self.tags_from is not None else Tags()
+        writer = StemMp4Writer(path, rate, tags=tags)
+        start = 0
+        try:
+            for block in blocks:
+                n = block.shape[-1]
+                master = self.master[:, start : start + n] if self.master is not None else block.sum(axis=0)
+                if master.shape[-1] < n:  # a master shorter than the stems: silence after its end
+                    master = np.pad(master, ((0, 0), (0, n - master.shape[-1])))
+                writer.write(master, block[order])
+                start += n
+            self.check_cancel()
+            self.progress.emit(1.0, "Encoding the STEM file…")
+            return writer.commit()
+        finally:
+            writer.abort()

@@ -11,7 +11,9 @@ Figures, each printed against its target:
 3. underruns over ``--minutes`` of playback while the separation worker runs flat out and a fader moves every
    50 ms (target: 0 after the first second);
 4. callback cost as a share of the block period;
-5. peak memory for a 10-minute song, separated completely while it plays (target < 1.5 GB).
+5. peak memory for a 10-minute song, separated completely while it plays (target < 1.5 GB);
+6. with tempo and pitch on (Rubber Band in its worker, ``--stretch-minutes``): the callback's share of the block
+   period, underruns, blocks the ring could not fill, while tempo and transposition change every 2 s (issue 16).
 
 The model is the registry's default if it has trained weights, else a random-init model of the in-house default
 architecture at its full size (``--architecture``, default ``openunmix``); the report says which.
@@ -235,6 +237,43 @@ def measure_open_and_faders(session: InstrumentedSession, model, song: Path, min
     report["callback_gaps_over_two_periods"] = int(np.count_nonzero(gaps > 2 * period))
 
 
+def measure_stretching(session: InstrumentedSession, minutes: float, report: dict) -> None:
+    """Play with tempo/pitch on for ``minutes`` (the separation worker still runs), changing both every 2 s."""
+    session.set_tempo(0.8)
+    session.set_transpose(2)
+    path = session.stretch
+    assert path is not None
+    t0 = time.monotonic()
+    while not path.engaged and time.monotonic() - t0 < 10:
+        time.sleep(0.005)
+    report["stretch_engage_s"] = time.monotonic() - t0
+    time.sleep(0.5)
+    session.n_costs = 0
+    under0, starved0, t_start = session.underruns, path.starved_blocks, time.monotonic()
+    settings = [(0.5, -12), (0.75, 3), (1.25, -5), (1.5, 12), (0.9, 0), (1.1, 7)]
+    k = 0
+    while time.monotonic() - t_start < minutes * 60:
+        tempo, semitones = settings[k % len(settings)]
+        session.set_tempo(tempo)
+        session.set_transpose(semitones)
+        k += 1
+        time.sleep(2.0)
+    elapsed = time.monotonic() - t_start
+    costs = session.costs[: session.n_costs]
+    period = JACK_PERIOD / SR
+    report["stretch_seconds"] = elapsed
+    report["stretch_changes"] = k
+    report["stretch_underruns"] = session.underruns - under0
+    report["stretch_starved_blocks"] = path.starved_blocks - starved0
+    report["stretch_engaged_at_end"] = bool(path.engaged)
+    report["stretch_error"] = path.error
+    report["stretch_callback_share_mean"] = float(costs.mean() / period) if costs.size else 0.0
+    report["stretch_callback_share_p99"] = float(np.percentile(costs, 99) / period) if costs.size else 0.0
+    report["stretch_callback_share_max"] = float(costs.max() / period) if costs.size else 0.0
+    session.set_tempo(1.0)
+    session.set_transpose(0)
+
+
 def measure_memory(model, song: Path, report: dict) -> None:
     """Open a 10-minute song and play it while it separates completely; track peak RSS and anonymous RSS."""
     proc = psutil.Process()
@@ -275,6 +314,9 @@ def main() -> int:
     parser.add_argument("--architecture", default="openunmix", help="random-init architecture if no trained default")
     parser.add_argument("--threads", type=int, default=None, help="worker torch threads (default: cores - 1)")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--stretch-minutes", type=float, default=2.0,
+                        help="playback time with tempo/pitch on (0: skip that figure)")
+    parser.add_argument("--song-seconds", type=float, default=240.0, help="length of the generated song (smoke: less)")
     parser.add_argument("--switch-interval", type=float, default=PLAYBACK_SWITCH_INTERVAL,
                         help="GIL switch interval while playing (seconds; 0.005 is Python's default)")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -297,7 +339,7 @@ def main() -> int:
 def run(args: argparse.Namespace, tmp: Path, model, report: dict) -> None:
     """Measure everything into ``report``; songs and the stem cache live in ``tmp``."""
     song4, song10 = tmp / "song4.flac", tmp / "song10.flac"
-    make_song(song4, 240.0)
+    make_song(song4, args.song_seconds)
     with jack_server():
         tune_process_for_playback(args.switch_interval)
         report["gil_switch_interval_s"] = args.switch_interval
@@ -305,6 +347,8 @@ def run(args: argparse.Namespace, tmp: Path, model, report: dict) -> None:
                                       cache=StemCache(tmp / "cache" / "stems"))
         try:
             measure_open_and_faders(session, model, song4, args.minutes, report)
+            if args.stretch_minutes > 0:
+                measure_stretching(session, args.stretch_minutes, report)
         finally:
             session.close()
         if not args.skip_memory:
@@ -339,6 +383,17 @@ def print_report(report: dict, model_desc: str, json_path: Path | None) -> None:
         ("gaps between callback starts: longest, and how many exceeded two periods",
          f"{report['callback_gap_ms_max']:.1f} ms; {report['callback_gaps_over_two_periods']}", "-", True),
     ]
+    if "stretch_seconds" in report:
+        rows.append((f"tempo/pitch on for {report['stretch_seconds'] / 60:.1f} min, {report['stretch_changes']} "
+                     "changes: underruns, ring blocks short",
+                     f"{report['stretch_underruns']}, {report['stretch_starved_blocks']}"
+                     + (f" ({report['stretch_error']})" if report["stretch_error"] else ""), "0, 0",
+                     report["stretch_underruns"] == 0 and report["stretch_starved_blocks"] == 0
+                     and report["stretch_engaged_at_end"]))
+        rows.append(("tempo/pitch on: callback cost vs block period (mean / p99 / max)",
+                     f"{100 * report['stretch_callback_share_mean']:.1f}% / "
+                     f"{100 * report['stretch_callback_share_p99']:.1f}% / "
+                     f"{100 * report['stretch_callback_share_max']:.1f}% of {period_ms:.1f} ms", "-", True))
     if "peak_rss_mb" in report:
         rows.append(("peak memory, 10-min song: app + separation process (PSS, counts shared pages once)",
                      f"{report['peak_pss_with_child_mb']:.0f} MB (app alone: RSS {report['peak_rss_mb']:.0f} MB, "

@@ -15,6 +15,8 @@ import numpy as np
 
 from engine.playback.mix import MixState, StripState, resolve_gains
 from engine.playback.mixer import Mixer, MixerSource
+from engine.playback.stretch import check_semitones, check_tempo, is_neutral
+from engine.playback.stretchpath import StretchPath
 
 #: The largest block the mixer renders (bigger blocks are zero-filled and counted as starved).
 MAX_BLOCK = 8192
@@ -28,10 +30,18 @@ class Deck:
         self.stems: list[str] = []  #: stem names, in the mixer's order
         self.want_play = False  #: the listener pressed play (kept across mixer rebuilds and device changes)
         self._mix = MixState()
+        self.tempo = 1.0  #: playback speed (ratio), kept across rebuilds
+        self.semitones = 0.0  #: transposition, kept across rebuilds
+        self._path: StretchPath | None = None  # tempo/pitch around the mixer, created when first asked for
+        self._samplerate = 44100
 
     # ------------------------------------------------------------------ audio thread
     def render(self, out: np.ndarray) -> None:
         """Fill ``out`` ``(n_frames, n_channels)`` float32 with the next block (silence without a mixer)."""
+        path = self._path
+        if path is not None:
+            path.render(out)
+            return
         mixer = self.mixer
         if mixer is None:
             out.fill(0.0)
@@ -51,9 +61,54 @@ class Deck:
 
     def rebuild(self, n_out_channels: int, samplerate: int) -> Mixer:
         """A new mixer for the same stems and mix (no source yet: give it one, then :meth:`resume_at`)."""
+        path, self._path = self._path, None
+        if path is not None:
+            path.close()
         self.mixer = Mixer(max(1, len(self.stems)), n_out_channels, max_block=MAX_BLOCK, samplerate=samplerate)
+        self._samplerate = samplerate
+        if not is_neutral(self.tempo, self.semitones):
+            self._start_path()
         self._push_mix()
         return self.mixer
+
+    # ------------------------------------------------------------------ tempo and pitch
+    def set_tempo_pitch(self, tempo: float, semitones: float) -> None:
+        """Play at ``tempo`` (ratio, 0.5-1.5) transposed by ``semitones`` (-12..+12); ValueError outside."""
+        self.tempo, self.semitones = check_tempo(tempo), check_semitones(semitones)
+        if self._path is None and self.mixer is not None and not is_neutral(self.tempo, self.semitones):
+            self._start_path()
+        if self._path is not None:
+            self._path.set(self.tempo, self.semitones)
+
+    def _start_path(self) -> None:
+        assert self.mixer is not None
+        path = StretchPath(self.mixer, self._samplerate)
+        path.set(self.tempo, self.semitones)
+        self._path = path
+
+    @property
+    def stretch(self) -> StretchPath | None:
+        """The tempo/pitch path (None until tempo or pitch first left neutral)."""
+        return self._path
+
+    def close(self) -> None:
+        """Stop the tempo/pitch worker (if any)."""
+        path, self._path = self._path, None
+        if path is not None:
+            path.close()
+
+    def _mixers(self) -> list[Mixer]:
+        """The mixers transport and mix requests go to: the direct one and, with tempo/pitch, the feed."""
+        mixer = self.mixer
+        if mixer is None:
+            return []
+        path = self._path
+        return [mixer, path.feed] if path is not None and path.direct is mixer else [mixer]
+
+    def _transport(self) -> Mixer | None:
+        """The mixer whose transport is audible."""
+        path = self._path
+        return path.transport if path is not None and path.direct is self.mixer else self.mixer
 
     def install(self, source: MixerSource | None, swap: bool = False, handover: bool = False) -> None:
         """Play ``source``; ``swap``: the same song with more data (position and transport carry on);
@@ -65,47 +120,53 @@ class Deck:
             mixer.swap_source(source, handover)
         else:
             mixer.set_source(source)
+        path = self._path
+        if path is not None:  # the feed follows (it renders the same song in song time)
+            feed = path.feed
+            if swap and source is not None and feed.source is not None and feed.source.n_frames == source.n_frames:
+                feed.swap_source(source, handover)
+            else:
+                feed.set_source(source)
 
     def resume_at(self, frame: int) -> None:
         """Put a new mixer (or source) at ``frame`` and playing again if the listener wanted it."""
-        mixer = self.mixer
-        if mixer is None:
-            return
-        mixer.request_seek(frame)
-        if self.want_play:
-            mixer.request_play()
+        for mixer in self._mixers():
+            mixer.request_seek(frame)
+            if self.want_play:
+                mixer.request_play()
 
     def play(self) -> None:
         """Play (from the start of the loop, or of the song, if it had reached the end)."""
         self.want_play = True
-        mixer = self.mixer
-        if mixer is not None and mixer.source is not None:
-            if mixer.at_end:
-                mixer.request_seek(mixer.loop[0] if mixer.loop else 0)
-            mixer.request_play()
+        audible = self._transport()
+        if audible is not None and audible.source is not None:
+            at_end = audible.at_end
+            for mixer in self._mixers():
+                if at_end:
+                    mixer.request_seek(mixer.loop[0] if mixer.loop else 0)
+                mixer.request_play()
 
     def pause(self) -> None:
         self.want_play = False
-        if self.mixer is not None:
-            self.mixer.request_pause()
+        for mixer in self._mixers():
+            mixer.request_pause()
 
     def stop(self) -> None:
         """Pause and go back to the start (of the loop, if one is set)."""
         self.pause()
-        mixer = self.mixer
-        if mixer is not None:
+        for mixer in self._mixers():
             loop = mixer.loop
             mixer.request_seek(loop[0] if loop else 0)
 
     def seek(self, frame: int) -> None:
         """Jump to ``frame`` (output rate; faded)."""
-        if self.mixer is not None:
-            self.mixer.request_seek(frame)
+        for mixer in self._mixers():
+            mixer.request_seek(frame)
 
     def set_loop(self, start: int | None, stop: int | None) -> None:
         """Loop ``[start, stop)`` frames (None clears it)."""
-        if self.mixer is not None:
-            self.mixer.set_loop(start, stop)
+        for mixer in self._mixers():
+            mixer.set_loop(start, stop)
 
     # ------------------------------------------------------------------ the mix
     def apply_mix(self, state: MixState) -> None:
@@ -130,35 +191,45 @@ class Deck:
         return resolve_gains(self._mix, self.stems)
 
     def _push_mix(self) -> None:
-        mixer = self.mixer
-        if mixer is not None and mixer.n_stems == len(self.stems):
-            mixer.set_gains(*self.mix_gains())
+        for mixer in self._mixers():
+            if mixer.n_stems == len(self.stems):
+                mixer.set_gains(*self.mix_gains())
 
     # ------------------------------------------------------------------ read side
     @property
     def position(self) -> int:
-        """Play position in frames (a pending seek's target while it fades)."""
+        """Play position in frames (a pending seek's target while it fades; the song frame heard, with tempo)."""
         mixer = self.mixer
         if mixer is None:
             return 0
+        path = self._path
+        if path is not None and path.direct is mixer:
+            return path.song_position
         pending = mixer.seek_pending
         return pending if pending is not None else mixer.position
 
     @property
     def playing(self) -> bool:
-        return bool(self.mixer is not None and self.mixer.playing)
+        mixer = self._transport()
+        return bool(mixer is not None and mixer.playing)
+
+    @property
+    def out_level(self) -> float:
+        """Output peak of the last block (the feed's, in song time, while tempo/pitch plays)."""
+        mixer = self._transport()
+        return float(mixer.out_level) if mixer is not None else 0.0
 
     @property
     def levels(self) -> dict[str, float]:
         """Per-stem peak (linear, after the fader) of the last block."""
-        mixer = self.mixer
+        mixer = self._transport()
         if mixer is None:
             return {}
         return {s: float(v) for s, v in zip(self.stems, mixer.levels, strict=False)}
 
     def ran_out(self) -> bool:
         """True when the song reached its end (no loop) while the listener wanted it to play; forgets the wish."""
-        mixer = self.mixer
+        mixer = self._transport()
         if mixer is not None and mixer.at_end and self.want_play and mixer.loop is None:
             self.want_play = False
             return True

@@ -215,6 +215,22 @@ class Mixer:
     def loop(self) -> tuple[int, int] | None:
         return self._loop
 
+    @property
+    def next_frame(self) -> int:
+        """The frame the next :meth:`render` starts at (a pending seek's target once the sound has faded out)."""
+        number, frame = self._seek
+        return frame if number != self._seek_done and self._fade_prev == 0.0 else self.position
+
+    def cut_to(self, frame: int, keep_seek: bool = False) -> None:
+        """Callback side (the tempo/pitch path, :mod:`engine.playback.stretchpath`): continue at ``frame`` from
+        silence (the transport fade restarts at 0, so the next block fades in); pending seeks are dropped unless
+        ``keep_seek``. Allocation-free."""
+        self.position = frame
+        self._fade_prev = 0.0
+        self._loop_wrapped = False
+        if not keep_seek:
+            self._seek_done = self._seek[0]
+
     # ------------------------------------------------------------------ callback side
     def render(self, out: np.ndarray) -> None:
         """Fill ``out`` ``(n_frames, n_out_channels)`` float32 with the next block. Real-time safe."""

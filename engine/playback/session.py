@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from engine.audio import Audio
+    from engine.playback.stretchpath import StretchPath
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +304,7 @@ class PlaybackSession:
         self._closed.set()
         stopped = self.close_song(max(0.0, min(background.CLOSE_BOUND, deadline - time.monotonic() - 1.0)))
         self._output.close()
+        self._deck.close()
         self._monitor.join(max(0.0, deadline - time.monotonic()))
         stopped = stopped and not self._monitor.is_alive() and not self._output.clock.running
         if not stopped:
@@ -423,6 +425,34 @@ class PlaybackSession:
         else:
             self._deck.set_loop(int(round(start_seconds * self.samplerate)), int(round(stop_seconds * self.samplerate)))
 
+    # ------------------------------------------------------------------ tempo and pitch
+    def set_tempo(self, tempo: float) -> None:
+        """Play at ``tempo`` (a ratio, 0.5-1.5: 50-150 %) without changing pitch; heard within 100 ms.
+
+        Rubber Band stretches the remix outside the audio callback (see :mod:`engine.playback.stretchpath`);
+        seek and loop stay in song time. Raises ValueError outside the range.
+        """
+        self._deck.set_tempo_pitch(tempo, self._deck.semitones)
+
+    def set_transpose(self, semitones: float) -> None:
+        """Transpose by ``semitones`` (-12..+12) without changing tempo; ValueError outside the range."""
+        self._deck.set_tempo_pitch(self._deck.tempo, semitones)
+
+    @property
+    def tempo(self) -> float:
+        """Playback speed as a ratio (1.0: as recorded)."""
+        return self._deck.tempo
+
+    @property
+    def transpose(self) -> float:
+        """Transposition in semitones."""
+        return self._deck.semitones
+
+    @property
+    def stretch(self) -> StretchPath | None:
+        """The tempo/pitch path (its ring, counters, error), or None before tempo or pitch first moved."""
+        return self._deck.stretch
+
     # ------------------------------------------------------------------ what the GUI polls
     @property
     def position_seconds(self) -> float:
@@ -473,8 +503,7 @@ class PlaybackSession:
 
     @property
     def output_level(self) -> float:
-        mixer = self.mixer
-        return float(mixer.out_level) if mixer is not None else 0.0
+        return self._deck.out_level
 
     @property
     def underruns(self) -> int:
@@ -491,8 +520,8 @@ class PlaybackSession:
                     log.warning("%s", self.output.message)
                 self._deck.ran_out()
                 mixer, separation = self.mixer, self.separation
-                if separation is not None and mixer is not None and self.samplerate and mixer.playing:
-                    separation.follow(int(mixer.position * self.model_samplerate / self.samplerate))
+                if separation is not None and mixer is not None and self.samplerate and self._deck.playing:
+                    separation.follow(int(self._deck.position * self.model_samplerate / self.samplerate))
             except Exception:  # the monitor must survive anything
                 log.exception("playback monitor")
                 time.sleep(0.5)
