@@ -111,6 +111,22 @@ def refresh_recent(menu: QMenu, files: list[str], open_file: Callable[[str], Non
     menu.setEnabled(bool(files))
 
 
+def _show_adapt(window: QMainWindow, controller: AppController, kept: list) -> None:
+    """Show the one "Learn from my music" dialog (made on first use, kept in ``kept``; its job is stopped,
+    resumably, when the application quits)."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.adapt_dialog import AdaptDialog
+
+    if not kept:
+        kept.append(AdaptDialog(controller, window))
+        QApplication.instance().aboutToQuit.connect(kept[0].shutdown)
+    if not kept[0].running:
+        kept[0].refresh()
+    kept[0].show()
+    kept[0].raise_()
+
+
 def build(window: QMainWindow, controller: AppController, view: ViewIntents, spectrograms: SpectrogramStack,
           mixer: MixerPanel, mixer_dock: QDockWidget) -> WindowActions:
     """Create the menus, toolbars and shortcuts of ``window``; returns the parts the window updates."""
@@ -224,6 +240,8 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
     about_models = _action(window, "Models…", view.models,
                            tip="Every model: quality per stem, speed, what it was trained on")
     models.addAction(about_models)
+    models.addAction(_action(window, "Learn from my music…", partial(_show_adapt, window, controller, []),
+                             tip="Adapt the voice/band separation to your own songs (no stems needed)"))
 
     # -- View menu -------------------------------------------------------------------------------------------------
     view_menu = menu_bar.addMenu("&View")

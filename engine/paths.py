@@ -45,3 +45,14 @@ def config_dir() -> Path:
     """The user's settings folder (``SHOTOKU_CONFIG`` overrides it)."""
     override = os.environ.get("SHOTOKU_CONFIG")
     return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def data_dir() -> Path:
+    """The user's data folder: adapted models and adaptation jobs (``SHOTOKU_DATA`` overrides it)."""
+    override = os.environ.get("SHOTOKU_DATA")
+    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def user_models_dir() -> Path:
+    """Folder of the user's own models (``shotoku adapt``): ``<data_dir>/models/<name>/card.json``."""
+    return data_dir() / "models"

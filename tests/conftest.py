@@ -8,6 +8,7 @@ import tempfile
 _SANDBOX = tempfile.mkdtemp(prefix="shotoku-tests-")
 os.environ.setdefault("SHOTOKU_CACHE", os.path.join(_SANDBOX, "cache"))
 os.environ.setdefault("SHOTOKU_CONFIG", os.path.join(_SANDBOX, "config"))
+os.environ.setdefault("SHOTOKU_DATA", os.path.join(_SANDBOX, "data"))
 
 
 import pytest  # noqa: E402

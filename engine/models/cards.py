@@ -1,13 +1,16 @@
 """Model cards: what ``resources/models/<name>/card.json`` says about a shipped model, read, listed and written.
 
 A shipped model is a folder ``resources/models/<name>/`` holding ``card.json`` and, for trained models,
-``weights.safetensors`` whose sha256 is recorded in the card (see :mod:`engine.models.weights`).
+``weights.safetensors`` whose sha256 is recorded in the card (see :mod:`engine.models.weights`). The user's own
+models (``shotoku adapt``) are the same folders in :func:`engine.paths.user_models_dir`, listed after the shipped
+ones (a shipped name wins) and removable (:func:`remove_user_model`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 
 from engine.atomic import atomic_write_json
 from engine.errors import ModelLoadError
-from engine.paths import models_dir
+from engine.paths import models_dir, user_models_dir
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -167,14 +170,14 @@ def read_card(folder: Path) -> ModelCard:
 
 
 def list_cards(include_hidden: bool = False, root: Path | None = None) -> list[ModelCard]:
-    """Every model card under ``root`` (default: the bundled models), sorted default-first then by name.
+    """Every model card under ``root`` (default: the bundled models and the user's own), sorted default-first then
+    by name.
 
     Test-only cards (kind "test") are left out unless ``include_hidden``. Unreadable cards are skipped here (they
     raise when loaded by name), so one broken folder never hides the others.
     """
-    root = root or models_dir()
-    cards = []
-    for folder in sorted(p for p in root.iterdir() if (p / CARD_FILE).is_file()) if root.is_dir() else []:
+    cards: list[ModelCard] = []
+    for folder in _card_folders(root):
         try:
             card = read_card(folder)
         except ModelLoadError:
@@ -184,11 +187,49 @@ def list_cards(include_hidden: bool = False, root: Path | None = None) -> list[M
     return sorted(cards, key=lambda c: (not c.default, c.kind != "neural", c.name))
 
 
+def _card_folders(root: Path | None) -> list[Path]:
+    """The model folders of ``root``; without one, the shipped ones then the user's (``shotoku adapt``) whose
+    names no shipped model has."""
+    roots = [root] if root is not None else [models_dir(), user_models_dir()]
+    folders: dict[str, Path] = {}
+    for base in roots:
+        for folder in sorted(p for p in base.iterdir() if (p / CARD_FILE).is_file()) if base.is_dir() else []:
+            folders.setdefault(folder.name, folder)
+    return list(folders.values())
+
+
+def is_user_model(card: ModelCard) -> bool:
+    """Whether ``card`` is one of the user's own models (in :func:`engine.paths.user_models_dir`)."""
+    return card.folder is not None and card.folder.parent.resolve() == user_models_dir().resolve()
+
+
+def remove_user_model(name: str) -> Path:
+    """Delete the user's model ``name`` (renamed away first, so it leaves the list at once); returns where it was.
+
+    ModelLoadError for a shipped model or an unknown name."""
+    import shutil
+
+    check_name(name)
+    folder = user_models_dir() / name
+    if (models_dir() / name / CARD_FILE).is_file():
+        raise ModelLoadError(None, f"{name!r} is a model that comes with Shotoku; only your own models can be removed")
+    if not (folder / CARD_FILE).is_file():
+        raise ModelLoadError(None, f"no model of yours is called {name!r}")
+    trash = folder.with_name(f".removed-{name}-{os.getpid()}")
+    try:
+        folder.rename(trash)
+    except OSError as err:
+        raise ModelLoadError(folder, f"cannot be removed ({err.strerror or err})") from None
+    shutil.rmtree(trash, ignore_errors=True)
+    return folder
+
+
 def get_card(name: str, root: Path | None = None) -> ModelCard:
     """The card of model ``name``; ModelLoadError listing the known names when there is none."""
     check_name(name)
-    root = root or models_dir()
-    folder = root / name
+    folder = (root or models_dir()) / name
+    if root is None and not (folder / CARD_FILE).is_file():
+        folder = user_models_dir() / name
     if not (folder / CARD_FILE).is_file():
         known = ", ".join(c.name for c in list_cards(include_hidden=True, root=root)) or "none"
         raise ModelLoadError(None, f"unknown model {name!r} (known models: {known})")
@@ -198,9 +239,10 @@ def get_card(name: str, root: Path | None = None) -> ModelCard:
 def default_model_name(root: Path | None = None) -> str:
     """The card marked ``"default": true`` if any, else the first neural model, else the first reference model.
 
-    Oracle and test cards are never the default; ModelLoadError when no usable card is installed.
+    Oracle and test cards are never the default, nor are the user's own models; ModelLoadError when no usable card
+    is installed.
     """
-    cards = list_cards(root=root)
+    cards = list_cards(root=root or models_dir())
     for predicate in (lambda c: c.default, lambda c: c.kind == "neural", lambda c: c.kind == "reference"):
         for card in cards:
             if predicate(card):

@@ -3,7 +3,8 @@
 - architectures by name: :func:`register_architecture`, :func:`architectures`, :func:`build_model`
   (:mod:`engine.models.architectures`);
 - shipped models by card: :class:`ModelCard`, :func:`read_card`, :func:`list_cards`, :func:`get_card`,
-  :func:`default_model_name`, :func:`write_card` (:mod:`engine.models.cards`);
+  :func:`default_model_name`, :func:`write_card`; the user's own models beside them: :func:`is_user_model`,
+  :func:`remove_user_model` (:mod:`engine.models.cards`);
 - weights: safetensors checked against the card's sha256, :func:`sha256_file` (:mod:`engine.models.weights`);
 - both together: :func:`load_model`, :func:`load_from_card`, :func:`save_model` (here).
 
@@ -28,8 +29,10 @@ from engine.models.cards import (
     ModelCard,
     default_model_name,
     get_card,
+    is_user_model,
     list_cards,
     read_card,
+    remove_user_model,
     write_card,
 )
 from engine.models.masking import weights_module
@@ -45,11 +48,13 @@ __all__ = [
     "build_model",
     "default_model_name",
     "get_card",
+    "is_user_model",
     "list_cards",
     "load_from_card",
     "load_model",
     "read_card",
     "register_architecture",
+    "remove_user_model",
     "save_model",
     "sha256_file",
     "weights_module",
