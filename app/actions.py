@@ -156,6 +156,8 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
     menu.addSeparator()
     export = bound("&Export…", view.export, "export", "Export stems and/or the remix")
     menu.addAction(export)
+    menu.addAction(_action(window, "&Learn from my music…", partial(_show_adapt, window, controller, []),
+                           tip="Adapt the voice/band separation to your own songs (no stems needed)"))
     menu.addSeparator()
     menu.addAction(bound("&Quit", view.quit, "quit"))
     refresh_recent(recent_menu, controller.settings.recent_files(), controller.open_file)
@@ -240,8 +242,6 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
     about_models = _action(window, "Models…", view.models,
                            tip="Every model: quality per stem, speed, what it was trained on")
     models.addAction(about_models)
-    models.addAction(_action(window, "Learn from my music…", partial(_show_adapt, window, controller, []),
-                             tip="Adapt the voice/band separation to your own songs (no stems needed)"))
 
     # -- View menu -------------------------------------------------------------------------------------------------
     view_menu = menu_bar.addMenu("&View")

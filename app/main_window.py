@@ -60,6 +60,10 @@ def default_window_size(available: QRect | QSize, preferred: QSize = PREFERRED_S
                  min(preferred.height(), int(size.height() * SCREEN_SHARE)))
 
 
+#: Saved toolbar/dock layouts of another version are ignored (2: the tempo and pitch toolbar on its own row).
+WINDOW_STATE_VERSION = 2
+
+
 class MainWindow(QMainWindow):
     """Shotoku's window. ``use_audio_device=False`` plays silently (tests); ``show_test_models`` lists test cards."""
 
@@ -97,13 +101,14 @@ class MainWindow(QMainWindow):
                                       user_guide=self.show_user_guide, models=self.show_models)
         self.ui = actions.build(self, self.controller, intents, self.spectrograms, self.mixer, self.mixer_dock)
         self.tempo_bar = TempoPitchBar(self.controller, self)
+        self.addToolBarBreak()  # its own row: beside the model toolbar it is squeezed into an overflow arrow
         self.addToolBar(self.tempo_bar)
         self._connect()
         geometry, state = settings.window_geometry(), settings.window_state()
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(self.default_size())
         if state is not None:
-            self.restoreState(state)
+            self.restoreState(state, WINDOW_STATE_VERSION)
         self.controller.start()
         self._on_mix_changed(self.controller.mix)
 
@@ -389,7 +394,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         settings = self.controller.settings
-        settings.save_window(QByteArray(self.saveGeometry()), QByteArray(self.saveState()))
+        settings.save_window(QByteArray(self.saveGeometry()), QByteArray(self.saveState(WINDOW_STATE_VERSION)))
         settings.set_log_frequency(self.spectrograms.log_frequency)
         settings.sync()
         self.shutdown()
