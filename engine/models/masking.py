@@ -34,7 +34,8 @@ from engine.dsp.wiener import synthesize
 from engine.models.base import set_audio_format
 
 #: Card config keys that belong to the pipeline; every other key is an argument of the estimator.
-PIPELINE_KEYS = ("sources", "samplerate", "n_channels", "n_fft", "hop_length", "wiener_iterations", "segment_seconds")
+PIPELINE_KEYS = ("sources", "samplerate", "n_channels", "n_fft", "hop_length", "wiener_iterations", "segment_seconds",
+                 "phase", "griffin_lim_iterations")
 #: Pipeline values when neither the card nor the estimator's :attr:`Estimator.pipeline_defaults` gives one.
 PIPELINE_DEFAULTS: dict[str, Any] = {
     "sources": None,
@@ -44,6 +45,8 @@ PIPELINE_DEFAULTS: dict[str, Any] = {
     "hop_length": 1024,
     "wiener_iterations": 0,
     "segment_seconds": 10.0,
+    "phase": "mixture",
+    "griffin_lim_iterations": 32,
 }
 
 
@@ -86,10 +89,13 @@ class MaskSeparator(nn.Module):
         fmt: the stems, audio format and STFT (``fmt.n_fft``, ``fmt.hop_length``).
         segment_seconds: preferred chunk length of the chunked engine.
         wiener_iterations: EM iterations of the multichannel Wiener post-step (0: ratio masks only).
+        phase: ``"mixture"`` (the masked mixture's phase) or ``"griffin_lim"`` (magnitude estimators: the phase
+            rebuilt from the same magnitudes by ``griffin_lim_iterations`` of :mod:`engine.dsp.griffin_lim`).
     """
 
     def __init__(
-        self, estimator: nn.Module, fmt: SpectrogramFormat, segment_seconds: float = 10.0, wiener_iterations: int = 0
+        self, estimator: nn.Module, fmt: SpectrogramFormat, segment_seconds: float = 10.0, wiener_iterations: int = 0,
+        phase: str = "mixture", griffin_lim_iterations: int = 32,
     ) -> None:
         super().__init__()
         domain = getattr(estimator, "domain", "magnitude")
@@ -101,6 +107,9 @@ class MaskSeparator(nn.Module):
         self.n_fft = fmt.n_fft
         self.hop_length = fmt.hop_length
         self.wiener_iterations = wiener_iterations
+        if phase not in ("mixture", "griffin_lim"):
+            raise ValueError(f"phase must be 'mixture' or 'griffin_lim', not {phase!r}")
+        self.phase, self.griffin_lim_iterations = phase, int(griffin_lim_iterations)
 
     @classmethod
     def build(cls, estimator_class: type[nn.Module], config: dict[str, Any]) -> MaskSeparator:
@@ -115,7 +124,8 @@ class MaskSeparator(nn.Module):
             int(pipeline["hop_length"]),
         )
         estimator = estimator_class(fmt, **{k: v for k, v in config.items() if k not in PIPELINE_KEYS})
-        return cls(estimator, fmt, float(pipeline["segment_seconds"]), int(pipeline["wiener_iterations"]))
+        return cls(estimator, fmt, float(pipeline["segment_seconds"]), int(pipeline["wiener_iterations"]),
+                   str(pipeline["phase"]), int(pipeline["griffin_lim_iterations"]))
 
     @property
     def domain(self) -> str:
@@ -144,6 +154,11 @@ class MaskSeparator(nn.Module):
             magnitudes = estimates.abs()  # Wiener EM works from magnitudes: the estimates' phases are dropped
         else:
             magnitudes = self.estimator(spec.abs())
+        if self.phase == "griffin_lim":
+            from engine.dsp.griffin_lim import synthesize_griffin_lim
+
+            return synthesize_griffin_lim(spec, magnitudes, mix.shape[-1], self.n_fft, self.hop_length,
+                                          self.wiener_iterations, self.griffin_lim_iterations)
         return synthesize(spec, magnitudes, mix.shape[-1], self.n_fft, self.hop_length, self.wiener_iterations)
 
 

@@ -24,6 +24,7 @@ _BUILTIN = (
     "engine.train.objectives.udt",
     "engine.train.objectives.vaebss",
     "engine.train.objectives.mixit",
+    "engine.train.objectives.svsgan",
 )
 _OBJECTIVES: dict[str, type[Objective]] = {}
 
