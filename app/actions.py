@@ -2,7 +2,9 @@
 
 Transport, model, device and audio-output entries go to the :class:`~app.controller.AppController`; dialogs and
 view changes go to the window through :class:`ViewIntents`; mixer keys go to the mixer panel. Nothing is stored on
-the window: it keeps the returned :class:`WindowActions`.
+the window: it keeps the returned :class:`WindowActions`. When the model's stems change, :func:`follow_stems` fits
+the presets to them (a preset needing a stem the model lacks is disabled, its tooltip says why) and rebuilds the
+practice menu.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.audio_menu import AudioMenu
-from app.keys import KEYS, SEEK_STEP_SECONDS, Key, key
+from app.keys import KEYS, SEEK_STEP_SECONDS, STEM_KEYS, Key, key
 from engine import STEM_NAMES
-from engine.playback.mix import PRACTICE_DB, PRESET_HELP
+from engine.playback.mix import PRACTICE_DB, PRESET_HELP, MixState, apply_preset
 
 if TYPE_CHECKING:
     from app.controller import AppController
@@ -78,6 +80,7 @@ class WindowActions:
     audio_menu: AudioMenu
     mixer_action: QAction
     play_button: QToolButton
+    practice_menu: QMenu | None = None
     shortcuts: list[QShortcut] = field(default_factory=list)
     #: every entry of :data:`app.keys.KEYS` by id: the QAction or QShortcut it is registered on
     bindings: dict[str, QAction | QShortcut] = field(default_factory=dict)
@@ -198,9 +201,7 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
         mix_menu.addAction(action)
         preset_actions[name] = action
     practice_menu = QMenu("Practice", window)
-    for stem in STEM_NAMES:
-        practice_menu.addAction(_action(window, f"{stem.capitalize()} {PRACTICE_DB:+.0f} dB",
-                                        partial(view.apply_preset, "practice", stem)))
+    fill_practice_menu(practice_menu, STEM_NAMES, view.apply_preset)
     practice_button = QToolButton()
     practice_button.setText("Practice ▾")
     practice_button.setToolTip(PRESET_HELP["practice"])
@@ -277,7 +278,7 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
         "back": lambda: controller.seek_by(-SEEK_STEP), "forward": lambda: controller.seek_by(SEEK_STEP),
         "clear_loop": controller.clear_loop,
     }
-    for i in range(len(STEM_NAMES)):
+    for i in range(STEM_KEYS):  # the i-th stem of the model in use (nothing when it has fewer)
         slots[f"solo_{i + 1}"] = partial(mixer.toggle_solo, i)
         slots[f"mute_{i + 1}"] = partial(mixer.toggle_mute, i)
     shortcuts = []
@@ -298,8 +299,41 @@ def build(window: QMainWindow, controller: AppController, view: ViewIntents, spe
         recent_menu=recent_menu, export_action=export, preset_actions=preset_actions, preset_label=preset_label,
         model_combo=model_combo, device_combo=device_combo, log_frequency_action=log_action,
         follow_action=follow_action, audio_menu=audio_menu, mixer_action=mixer_action, play_button=play_button,
-        shortcuts=shortcuts, bindings=bindings,
+        practice_menu=practice_menu, shortcuts=shortcuts, bindings=bindings,
     )
+
+
+def fill_practice_menu(menu: QMenu, stems: list[str] | tuple[str, ...],
+                       apply: Callable[[str, str | None], None]) -> None:
+    """The Practice menu: one entry per stem (``apply("practice", stem)``), replacing what it held."""
+    menu.clear()
+    for stem in stems:
+        menu.addAction(_action(menu, f"{stem.capitalize()} {PRACTICE_DB:+.0f} dB", partial(apply, "practice", stem)))
+    menu.setEnabled(bool(stems))
+
+
+def preset_problem(name: str, stems: list[str] | tuple[str, ...]) -> str:
+    """Why preset ``name`` cannot apply to a model with ``stems`` ("" when it can): the engine's own rule."""
+    try:
+        apply_preset(MixState.default(stems), name)
+    except ValueError as err:
+        return f"{err} (its stems: {', '.join(stems)})"
+    return ""
+
+
+def follow_stems(ui: WindowActions, stems: list[str] | tuple[str, ...],
+                 apply: Callable[[str, str | None], None]) -> None:
+    """Fit the presets to the model's ``stems``: one that needs a stem the model lacks is disabled and its tooltip
+    says why (karaoke needs only vocals: it works on a vocals + accompaniment model); the practice menu lists the
+    stems."""
+    for name, action in ui.preset_actions.items():
+        problem = preset_problem(name, stems)
+        action.setEnabled(not problem)
+        tip = f"{PRESET_HELP[name]} — unavailable: {problem}" if problem else PRESET_HELP[name]
+        action.setToolTip(tip)
+        action.setStatusTip(tip)
+    if ui.practice_menu is not None:
+        fill_practice_menu(ui.practice_menu, stems, apply)
 
 
 def _fix_width(button: QToolButton, action: QAction, looks: list[tuple[str, QIcon]]) -> None:

@@ -8,6 +8,11 @@ Friture's analyzer timer fans out to its widgets.
 Playback and separation are the engine's :class:`~engine.playback.session.PlaybackSession` (the mixture plays at
 once; a child process separates from the play position into the stem store; reopening a song plays its cached
 stems). Decoding, stem spectrograms and audio-output changes run in :mod:`app.workers` threads.
+
+The console follows the model's stems (:attr:`AppController.stem_names`: the engine's stems once a song is open,
+else the chosen card's ``sources``): when another model has other stems (a spatial model's left/centre/right, a
+vocals + accompaniment model) :attr:`~AppController.stems_changed` tells the view to rebuild its lanes and strips,
+and the mix keeps the strips of the names both have (:func:`fit_mix`; a session saved with other stems too).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from engine.audio import Audio
 from engine.errors import ShotokuError
 from engine.models.catalogue import ModelCard
 from engine.paths import demo_song
-from engine.playback.mix import MixState
+from engine.playback.mix import MixState, StripState
 from engine.playback.session import PlaybackSession
 from engine.playback.stream import LATENCY_PRESETS, DeviceInfo
 from engine.separation.device import available_devices, describe_device, select_device
@@ -45,6 +50,17 @@ SEEK_STEP_SECONDS = 5.0
 #: A loop shorter than this is a click, not a loop: it clears the loop instead.
 MIN_LOOP_SECONDS = 0.05
 NO_MODEL_STATUS = "No trained model installed yet: playing the original mix (see Models…)"
+
+
+def fit_mix(state: MixState, stems: list[str] | tuple[str, ...]) -> MixState:
+    """``state`` over ``stems`` (in that order): the strips of names it has are kept, the others start at 0 dB,
+    strips of other stems are dropped; the master is kept."""
+    fitted = MixState.default(stems)
+    fitted.master_db = state.master_db
+    for name in stems:
+        if name in state.strips:
+            fitted.strips[name] = StripState(**vars(state.strips[name]))
+    return fitted
 
 
 @dataclass
@@ -72,6 +88,7 @@ class AppController(QObject):
     song_failed = Signal(str)  #: why the song could not be opened
     models_changed = Signal(object, object)  #: [ModelChoice, ...], the chosen model's name or None
     model_changed = Signal(str)  #: the model the musician chose
+    stems_changed = Signal(object)  #: [stem name, ...]: the model's stems, which the console now shows
     device_changed = Signal(str, str, str)  #: compute device ("auto", "cpu", ...), description ("" if unusable), why
     separation_started = Signal(str)  #: a new separation began with this model: clear the stem lanes
     separation_progress = Signal(float)  #: fraction of the song separated, 0..1
@@ -113,6 +130,7 @@ class AppController(QObject):
         self.model_name: str | None = None
         self.choices: list[ModelChoice] = []
         self.loop_seconds: tuple[float, float] | None = None
+        self.stem_names: list[str] = list(STEM_NAMES)  #: the stems the console shows (the model's)
         self._mix = MixState.default(STEM_NAMES)  #: the console's mix; the engine plays it over its own stems
         self._pending_session: Session | None = None
         self._shut_down = False
@@ -133,6 +151,7 @@ class AppController(QObject):
         if self.startup_note:
             self.status.emit(self.startup_note, 20000)
         self.refresh_models()
+        self._follow_stems()
         self.timer.start()
 
     def shutdown(self) -> bool:
@@ -184,7 +203,7 @@ class AppController(QObject):
     def open_session(self, path: str | Path) -> None:
         """Open a ``.shotoku`` session: its song, then its model, device, mix, position and loop."""
         try:
-            session = load_session(path, STEM_NAMES)
+            session = load_session(path)  # every strip it saved: fitted to the model's stems once it plays
         except ShotokuError as err:
             self.error.emit("Cannot open the session", str(err))
             return
@@ -238,6 +257,7 @@ class AppController(QObject):
             self.error.emit("Cannot separate", str(err))
             self.playback.open(audio, play=play and session is None, separate=False)
         self.loop_seconds = None
+        self._follow_stems()
         self._analyse(song)
         self.settings.add_recent_file(song.path)
         self.song_opened.emit(OpenedSong(song, result.grid, result.mixture_db, session))
@@ -317,13 +337,35 @@ class AppController(QObject):
         self.model_name = name
         self.settings.set_model_name(name)
         self.model_changed.emit(name)
-        if self.song is not None:
-            try:
-                self.playback.change_model(name)
-            except ShotokuError as err:
-                self.error.emit("Cannot separate", str(err))
-            self.playback.apply_mix(self._mix)  # another model's stems start from 0 dB
-            self._report_unseparated()
+        if self.song is None:
+            self._follow_stems()
+            return
+        try:
+            self.playback.change_model(name)
+        except ShotokuError as err:
+            self.error.emit("Cannot separate", str(err))
+        self._follow_stems()
+        self.playback.apply_mix(self._mix)  # another model's stems start from 0 dB
+        self._report_unseparated()
+
+    def model_stems(self) -> list[str]:
+        """The stems the console should show: the engine's once a song is open (the model it could load), else
+        the chosen card's ``sources`` (the four stems without a model)."""
+        if self.song is not None and self.playback.stems:
+            return list(self.playback.stems)
+        card = self.current_card()
+        return list(card.sources) if card is not None and card.sources else list(STEM_NAMES)
+
+    def _follow_stems(self) -> None:
+        """When the model's stems differ from the console's: fit the mix to them, tell the view (which rebuilds
+        its lanes and strips), then show the fitted mix."""
+        stems = self.model_stems()
+        if stems == self.stem_names:
+            return
+        self.stem_names = stems
+        self._mix = fit_mix(self._mix, stems)
+        self.stems_changed.emit(list(stems))
+        self.mix_changed.emit(self.mix)
 
     def device_choices(self) -> list[tuple[str, str]]:
         """``[(value, label), ...]`` of the compute devices, "auto" first."""
@@ -459,9 +501,11 @@ class AppController(QObject):
         return self._mix.copy()
 
     def apply_mix(self, state: MixState) -> None:
-        """Play ``state``: handed to the engine in one call (it resolves mute, solo and pan; the export too)."""
-        self._mix = state.copy()
-        self.playback.apply_mix(state)
+        """Play ``state`` over the model's stems (:func:`fit_mix`: a session saved with other stems keeps the
+        strips of the names they share): handed to the engine in one call (it resolves mute, solo and pan; the
+        export too)."""
+        self._mix = fit_mix(state, self.stem_names)
+        self.playback.apply_mix(self._mix)
         self.mix_changed.emit(self.mix)
 
     # -- audio output ----------------------------------------------------------------------------------------------

@@ -18,10 +18,13 @@ from PySide6.QtGui import QKeySequence
 from engine import STEM_NAMES
 
 SEEK_STEP_SECONDS = 5.0
-#: What Shift+1..4 type on a US layout: the fallback of :func:`shifted_digit_index`.
-_SHIFTED_DIGITS = {Qt.Key.Key_Exclam.value: 0, Qt.Key.Key_At.value: 1, Qt.Key.Key_NumberSign.value: 2,
-                   Qt.Key.Key_Dollar.value: 3}
-_DIGITS = {Qt.Key.Key_1.value: 0, Qt.Key.Key_2.value: 1, Qt.Key.Key_3.value: 2, Qt.Key.Key_4.value: 3}
+#: Digits 1..9 solo (with Shift: mute) the first nine stems of the model in use; a key past its stems does nothing.
+STEM_KEYS = 9
+#: What Shift+1..9 type on a US layout: the fallback of :func:`shifted_digit_index`.
+_SHIFTED_DIGITS = {key.value: i for i, key in enumerate((
+    Qt.Key.Key_Exclam, Qt.Key.Key_At, Qt.Key.Key_NumberSign, Qt.Key.Key_Dollar, Qt.Key.Key_Percent,
+    Qt.Key.Key_AsciiCircum, Qt.Key.Key_Ampersand, Qt.Key.Key_Asterisk, Qt.Key.Key_ParenLeft))}
+_DIGITS = {Qt.Key.Key_1.value + i: i for i in range(STEM_KEYS)}
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,17 @@ class Key:
         return QKeySequence(self.sequence).toString(QKeySequence.SequenceFormat.NativeText)
 
 
+def _stem_label(i: int) -> str:
+    """What the ``i``-th stem key acts on: the four-stem models' stem name, else "stem N" (the model's N-th)."""
+    return STEM_NAMES[i] if i < len(STEM_NAMES) else f"stem {i + 1}"
+
+
 def _stem_keys() -> list[Key]:
     keys = []
-    for i, stem in enumerate(STEM_NAMES):
-        keys.append(Key(f"solo_{i + 1}", str(i + 1), f"Solo {stem} (again: un-solo)", "Mixer"))
-    for i, stem in enumerate(STEM_NAMES):
-        keys.append(Key(f"mute_{i + 1}", f"Shift+{i + 1}", f"Mute {stem} (again: un-mute)", "Mixer"))
+    for i in range(STEM_KEYS):
+        keys.append(Key(f"solo_{i + 1}", str(i + 1), f"Solo {_stem_label(i)} (again: un-solo)", "Mixer"))
+    for i in range(STEM_KEYS):
+        keys.append(Key(f"mute_{i + 1}", f"Shift+{i + 1}", f"Mute {_stem_label(i)} (again: un-mute)", "Mixer"))
     return keys
 
 
@@ -92,7 +100,7 @@ def key(key_id: str) -> Key:
 
 
 def shifted_digit_index(qt_key: int | Qt.Key, modifiers: Qt.KeyboardModifier) -> int | None:
-    """The stem index (0..3) a Shift+digit press means when no shortcut took it, else None.
+    """The stem index (0..8) a Shift+digit press means when no shortcut took it, else None.
 
     Qt reports Shift+2 as ``@`` on a US layout (and as ``2`` with Shift where the key mapper is richer); both mean
     "mute the second stem". Other modifiers (Ctrl, Alt) make it another key.
@@ -102,4 +110,4 @@ def shifted_digit_index(qt_key: int | Qt.Key, modifiers: Qt.KeyboardModifier) ->
         return None
     code = int(getattr(qt_key, "value", qt_key))
     index = _SHIFTED_DIGITS.get(code, _DIGITS.get(code))
-    return index if index is not None and index < len(STEM_NAMES) else None
+    return index if index is not None and index < STEM_KEYS else None

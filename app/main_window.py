@@ -2,7 +2,8 @@
 
 A view of the :class:`~app.controller.AppController`, which owns the playback session, the settings and the
 model/device choice: the window connects to its signals to show what happens and forwards the musician's intents
-to it. Menus, toolbars and shortcuts come from :func:`app.actions.build` (kept in :attr:`MainWindow.ui`).
+to it. Menus, toolbars and shortcuts come from :func:`app.actions.build` (kept in :attr:`MainWindow.ui`). The
+lanes, strips and presets follow the model's stems (the controller's ``stems_changed``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from app.spectrum import format_time
 from app.views.mixer import MixerPanel
 from app.views.spectrogram import SpectrogramStack
 from app.views.transport import TempoPitchBar
-from engine import STEM_NAMES
 from engine.paths import resources_dir
 from engine.playback.mix import MixState, audible, matching_preset
 
@@ -82,10 +82,10 @@ class MainWindow(QMainWindow):
         self._shown_playing = False
         self._ticks = 0
 
-        self.spectrograms = SpectrogramStack(STEM_NAMES)
+        self.spectrograms = SpectrogramStack(self.controller.stem_names)
         self.spectrograms.set_log_frequency(settings.log_frequency())
         self.setCentralWidget(self.spectrograms)
-        self.mixer = MixerPanel(STEM_NAMES)
+        self.mixer = MixerPanel(self.controller.stem_names)
         self.mixer_dock = QDockWidget("Mixer", self)
         self.mixer_dock.setObjectName("mixer_dock")
         self.mixer_dock.setWidget(self.mixer)
@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         c.song_failed.connect(lambda message: self.show_error("Cannot open the song", message))
         c.models_changed.connect(self._on_models_changed)
         c.model_changed.connect(self._on_model_changed)
+        c.stems_changed.connect(self._on_stems_changed)
         c.device_changed.connect(self._on_device_changed)
         c.separation_started.connect(self._on_separation_started)
         c.separation_progress.connect(self._on_separation_progress)
@@ -202,6 +203,14 @@ class MainWindow(QMainWindow):
             combo.setCurrentIndex(index)
             combo.blockSignals(False)
         self.model_label.setText(f"Model: {name}")
+
+    @Slot(object)
+    def _on_stems_changed(self, stems: list[str]) -> None:
+        """Another model's stems: lanes and strips for them (the mix that follows shows their levels), presets
+        fitted to them."""
+        self.mixer.set_stems(stems)
+        self.spectrograms.set_stems(stems)
+        actions.follow_stems(self.ui, stems, self.apply_preset)
 
     @Slot(str, str, str)
     def _on_device_changed(self, device: str, description: str, reason: str) -> None:

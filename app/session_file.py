@@ -64,8 +64,11 @@ def save_session(path: str | Path, session: Session) -> Path:
     return path
 
 
-def load_session(path: str | Path, stems: list[str] | tuple[str, ...]) -> Session:
-    """Read a session file; :class:`SessionError` if it is unreadable, not a session, or its song is gone."""
+def load_session(path: str | Path, stems: list[str] | tuple[str, ...] | None = None) -> Session:
+    """Read a session file; :class:`SessionError` if it is unreadable, not a session, or its song is gone.
+
+    ``stems``: the strips to read (others dropped, missing ones at 0 dB); None: every strip the file has (the
+    model it was saved with may have other stems than the one it opens with: the controller fits them)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -86,14 +89,25 @@ def load_session(path: str | Path, stems: list[str] | tuple[str, ...]) -> Sessio
     if song is None:
         raise SessionError(path, f"the session's song is missing: {data.get('song')}")
     loop = data.get("loop_seconds")
+    mix = data.get("mix") or {}
     try:
         return Session(
             song=song,
             model=data.get("model"),
             device=data.get("device"),
-            mix=MixState.from_json(data.get("mix") or {}, stems),
+            mix=MixState.from_json(mix, stems if stems is not None else _strip_names(mix)),
             position_seconds=float(data.get("position_seconds") or 0.0),
             loop_seconds=(float(loop[0]), float(loop[1])) if loop else None,
         )
     except (TypeError, ValueError, IndexError) as err:
         raise SessionError(path, f"session file is damaged ({err})") from None
+
+
+def _strip_names(mix: object) -> list[str]:
+    """The stem names a saved mix has strips for (TypeError when it is not a dict: a damaged file)."""
+    if not isinstance(mix, dict):
+        raise TypeError("its mix is not an object")
+    strips = mix.get("strips") or {}
+    if not isinstance(strips, dict):
+        raise TypeError("its mix strips are not an object")
+    return [str(name) for name in strips]

@@ -13,6 +13,18 @@ STEM_COLORS: dict[str, str] = {
     "other": "#a98bff",
     "master": "#e0e0e0",
 }
+#: Colours of stems :data:`STEM_COLORS` does not name (a spatial model's left/centre/right, "accompaniment"), in
+#: the order they appear in a model's stems: distinct from the four named stems and from each other.
+EXTRA_STEM_COLORS: tuple[str, ...] = ("#7ee081", "#ffe066", "#4fd1c5", "#ff8a65", "#c0ca33", "#90a4ff",
+                                      "#f48fb1", "#bcaaa4")
+
+
+def stem_colors(stems: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``{stem: colour}`` for a model's ``stems``: the named stems keep theirs, the others take
+    :data:`EXTRA_STEM_COLORS` in turn (cycling past the eighth)."""
+    others = [name for name in stems if name not in STEM_COLORS]
+    return {name: STEM_COLORS.get(name) or EXTRA_STEM_COLORS[others.index(name) % len(EXTRA_STEM_COLORS)]
+            for name in stems}
 
 #: The Window colour of radio buttons and check boxes: Fusion draws their outline 1.4-1.5x darker (about #8a8e96).
 INDICATOR_OUTLINE = "#c8ccd4"

@@ -220,7 +220,7 @@ class StemColumnsWorker(Worker):
                 columns = {
                     name: spectrum.compute_columns(spectrum.to_mono(self.stems[i, :, start:end]), self.grid, a, b,
                                                    offset=start)
-                    for i, name in enumerate(self.names) if name in STEM_NAMES
+                    for i, name in enumerate(self.names)  # every stem the model has: the lanes follow it
                 }
                 self.columns_ready.emit(self.generation, a, columns)
         return self.generation

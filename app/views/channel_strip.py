@@ -164,16 +164,18 @@ class ChannelStrip(QWidget):
 
     Args:
         name: stem name (``"master"`` makes a master strip: no mute/solo/pan).
+        color: the name's colour (default: the theme's colour for the name, grey for a name it does not know).
     """
 
     changed = Signal(str, object)  #: stem name, StripState
 
-    def __init__(self, name: str, parent: QWidget | None = None) -> None:
+    def __init__(self, name: str, parent: QWidget | None = None, color: str | None = None) -> None:
         super().__init__(parent)
         self.name = name
         self.is_master = name == "master"
         self._state = StripState()
-        color = STEM_COLORS.get(name, "#cccccc")
+        color = color or STEM_COLORS.get(name, "#cccccc")
+        self.color = color
         self.setObjectName(f"strip_{name}")
         self.setMinimumWidth(74)
         layout = QVBoxLayout(self)

@@ -5,8 +5,10 @@ Each lane keeps its dB columns ``(n_bins, n_frames)`` and shows them through a
 seconds and Hz) into which only the columns that changed are coloured. Regions not separated yet are hatched and
 fill in as the separation worker proceeds; the region the worker is on has a brighter, moving hatch. When another
 model re-separates the song, the previous model's columns stay drawn (not hatched) until the new model's columns
-replace them, region by region (:meth:`SpectrogramStack.keep_stems`). Left click seeks, left drag sets a loop
-region, the wheel zooms in time, right or middle drag scrolls.
+replace them, region by region (:meth:`SpectrogramStack.keep_stems`). The stem lanes follow the model
+(:meth:`SpectrogramStack.set_stems`: a spatial model's left/centre/right, a two-stem model's vocals and
+accompaniment). Left click seeks, left drag sets a loop region, the wheel zooms in time, right or middle drag
+scrolls.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from app import spectrum
 from app.spectrum import format_time
-from app.theme import STEM_COLORS
+from app.theme import STEM_COLORS, stem_colors
 from app.views.lane_image import ColumnImage
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
@@ -122,7 +124,7 @@ def _spans_path(spans: list[tuple[float, float]], bottom: float, top: float) -> 
 class SpectrogramLane:
     """One lane: a plot with its image, playhead, loop region and not-separated hatching."""
 
-    def __init__(self, name: str, title: str, bottom_axis: bool) -> None:
+    def __init__(self, name: str, title: str, bottom_axis: bool, color: str | None = None) -> None:
         self.name = name
         self.view = LaneViewBox()
         self.freq_axis = FrequencyAxis("left")
@@ -130,7 +132,8 @@ class SpectrogramLane:
         self.plot = pg.PlotItem(viewBox=self.view, axisItems=axes)
         self.plot.hideButtons()
         self.plot.setMenuEnabled(False)
-        color = STEM_COLORS.get(name, "#cccccc")
+        color = color or STEM_COLORS.get(name, "#cccccc")
+        self.color = color
         self.plot.setLabel("left", f"<b>{title}</b>", color=color)
         self.freq_axis.setWidth(62)
         for axis in ("left", "bottom"):
@@ -206,18 +209,9 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
         self.setBackground("#15161a")
         self.ci.layout.setSpacing(2)
         self.ci.setContentsMargins(2, 4, 8, 2)
-        self.stems = list(stems)
-        names = ["mixture", *self.stems]
+        self.stems: list[str] = []
         self.lanes: dict[str, SpectrogramLane] = {}
-        for row, name in enumerate(names):
-            lane = SpectrogramLane(name, name.capitalize(), bottom_axis=row == len(names) - 1)
-            self.addItem(lane.plot, row=row, col=0)
-            if row:
-                lane.plot.setXLink(self.lanes["mixture"].plot)
-            lane.view.seek_requested.connect(self._on_seek)
-            lane.view.loop_dragged.connect(self._on_loop_drag)
-            lane.loop.sigRegionChangeFinished.connect(self._on_region_moved)
-            self.lanes[name] = lane
+        self._add_lane(SpectrogramLane("mixture", "Mixture", bottom_axis=not stems), 0)
         self.grid: spectrum.SpectrogramGrid | None = None
         self.log_frequency = True
         hint = self.lanes["mixture"]
@@ -232,6 +226,44 @@ class SpectrogramStack(pg.GraphicsLayoutWidget):
         self._syncing = False
         self._row_key: tuple[spectrum.SpectrogramGrid, bool] | None = None
         self._row_index = np.zeros(0, dtype=np.intp)
+        self.set_stems(stems)
+
+    def _add_lane(self, lane: SpectrogramLane, row: int) -> None:
+        self.addItem(lane.plot, row=row, col=0)
+        if row:
+            lane.plot.setXLink(self.lanes["mixture"].plot)
+        lane.view.seek_requested.connect(self._on_seek)
+        lane.view.loop_dragged.connect(self._on_loop_drag)
+        lane.loop.sigRegionChangeFinished.connect(self._on_region_moved)
+        self.lanes[lane.name] = lane
+
+    def set_stems(self, stems: list[str] | tuple[str, ...]) -> None:
+        """One lane per name of ``stems`` under the mixture lane (another model's stems): the old stem lanes go,
+        the new ones start blank (hatched as not separated) on the open song's grid, with its loop and playhead."""
+        stems = list(stems)
+        if stems == self.stems:
+            return
+        for name in self.stems:
+            lane = self.lanes.pop(name)
+            lane.plot.setXLink(None)
+            self.removeItem(lane.plot)
+        self.stems = stems
+        colors = stem_colors(stems)
+        mixture = self.lanes["mixture"]
+        mixture.plot.getAxis("bottom").setStyle(showValues=not stems)
+        mixture.plot.getAxis("bottom").setHeight(None if not stems else 2)
+        loop = self.loop_region()
+        for row, name in enumerate(stems, start=1):
+            lane = SpectrogramLane(name, name.capitalize(), bottom_axis=row == len(stems), color=colors[name])
+            self._add_lane(lane, row)
+            lane.playhead.setValue(mixture.playhead.value())
+            if self.grid is not None:
+                lane.data = np.full((self.grid.n_bins, self.grid.n_frames), spectrum.DB_FLOOR, dtype=np.float32)
+        self.fresh[:] = False
+        self.kept[:] = False
+        if self.grid is not None:
+            self._apply_axes()
+        self.set_loop(*(loop or (None, None)))
 
     # -- data ------------------------------------------------------------------------------------------------------
     def set_grid(self, grid: spectrum.SpectrogramGrid) -> None:
