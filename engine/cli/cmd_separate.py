@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     skipped = [] if args.force else [item for item in items if item.from_folder and
                                      is_done(item, args.format, _model_label(args, card))]  # fmt: skip
     todo = [item for item in items if item not in skipped]
-    if not items:
+    if all(item.empty_folder for item in items):
         say(f"shotoku: error: {', '.join(map(str, args.files))}: a folder with no audio files"
             + (" below it" if args.recursive else " (add --recursive for its sub-folders)"))
         return 1

@@ -37,6 +37,7 @@ class BatchItem:
     out_dir: Path
     song: str
     from_folder: bool = False
+    empty_folder: bool = False  #: a folder given with no audio file in it: it fails, naming itself, like a bad file
 
     def target(self, format: str) -> Path:
         """Its output: the stem folder ``out_dir/<song>``, or ``out_dir/<song>.stem.mp4``."""
@@ -74,6 +75,8 @@ def find_songs(inputs: Iterable[Path], out_dir: Path, recursive: bool = False) -
             for path in found:
                 relative = path.parent.relative_to(given)
                 items.append(BatchItem(path, out_dir / relative, song_folder_name(path), from_folder=True))
+            if not found:  # reported in its place among the other inputs, not silently dropped
+                items.append(BatchItem(given, out_dir, song_folder_name(given), empty_folder=True))
         else:  # a file (one that does not exist fails when it is read, naming itself)
             items.append(BatchItem(given, out_dir, song_folder_name(given)))
     return items

@@ -94,6 +94,17 @@ def test_no_audio_in_the_folder_says_so(tmp_path, capsys):
     assert code == 1 and "a folder with no audio files" in err and "--recursive" in err
 
 
+def test_an_empty_folder_beside_a_song_fails_in_its_place_not_silently(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    _song(tmp_path / "good.wav")
+    code, _, err = _run(capsys, str(tmp_path / "empty"), str(tmp_path / "good.wav"), "-o", str(tmp_path / "out"),
+                        "--model", "identity")
+    assert code == 1 and "1 done, 0 skipped (already done), 1 failed" in err
+    failure = next(line for line in err.splitlines() if line.startswith("shotoku: failed:"))
+    assert str(tmp_path / "empty") in failure and "folder" in failure
+    assert (tmp_path / "out" / "good" / "stems.json").is_file()
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_stem_mp4_format_writes_one_stem_file_per_song_and_resumes(tmp_path, capsys):
     from engine.audio.stem_mp4 import STEM_ORDER, read_stem_mp4
