@@ -73,12 +73,16 @@ def validation_score(per_stem: dict[str, float]) -> float | None:
 def load_valid_tracks(
     data_dir: str | Path, sources: Sequence[str], n_tracks: int, seconds: float, split: str = "valid"
 ) -> list[ValidTrack]:
-    """The first ``n_tracks`` tracks of ``split``, cut to their first ``seconds`` (stems stacked in ``sources`` order)."""
+    """The first ``n_tracks`` tracks of ``split``, cut to their first ``seconds`` (stems stacked in ``sources`` order;
+    ``"accompaniment"``, which the corpus does not store, is ``mixture - vocals``: the mixture is the exact sum of
+    the stems)."""
     from engine.data.musdb import iter_tracks
 
     tracks: list[ValidTrack] = []
     for name, mixture, stems, samplerate in iter_tracks(data_dir, split):
         n = int(seconds * samplerate) if seconds > 0 else mixture.shape[-1]
+        if "accompaniment" in sources and "accompaniment" not in stems and "vocals" in stems:
+            stems = {**stems, "accompaniment": mixture - stems["vocals"]}
         stacked = np.stack([stems[s][:, :n] for s in sources]).astype(np.float32)
         tracks.append((name, np.ascontiguousarray(mixture[:, :n], dtype=np.float32), stacked))
         if len(tracks) >= n_tracks:

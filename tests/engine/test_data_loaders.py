@@ -219,3 +219,13 @@ def test_silence_check_on_long_files_reads_past_the_probes(tmp_path: Path) -> No
     loud = tmp_path / "loud.wav"
     sf.write(str(loud), np.full((n, 2), 0.25, np.float32), SR, subtype="FLOAT")
     assert _peak(loud) == pytest.approx(0.25)
+
+
+def test_valid_tracks_derive_the_accompaniment_the_corpus_does_not_store(good_root: Path) -> None:
+    """A vocals/accompaniment model (svsgan, semisup) is validated and exported on the four-stem corpus."""
+    from engine.train.validation import load_valid_tracks
+
+    ((name, mixture, stems),) = load_valid_tracks(good_root, ["vocals", "accompaniment"], 1, 1.0, split="train")
+    assert stems.shape == (2, 2, SR)
+    np.testing.assert_allclose(stems[0] + stems[1], mixture, atol=1e-6)
+    assert np.abs(stems[1]).max() > 0 and not np.allclose(stems[1], mixture)
