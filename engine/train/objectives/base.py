@@ -168,6 +168,32 @@ class Objective(ABC):
         return {name: float(opt.param_groups[0]["lr"]) for name, opt in self.optimizers().items()}
 
 
+class OneModelObjective(Objective):
+    """An objective that trains one network, ``self.model`` (also the exported separator), with one optimizer,
+    ``self._optimizer`` (set in :meth:`setup`): the checkpoint names both ``"model"``."""
+
+    model: nn.Module
+    _optimizer: torch.optim.Optimizer | None = None
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        assert self._optimizer is not None, "setup() first"
+        return {"model": self._optimizer}
+
+    @property
+    def separator(self) -> nn.Module:
+        return self.model
+
+    def optimise(self, loss: Tensor, step: StepContext) -> None:
+        """One optimizer step on ``loss``: zero the gradients, back-propagate (scaled), step."""
+        assert self._optimizer is not None, "setup() first"
+        self._optimizer.zero_grad(set_to_none=True)
+        step.backward(loss)
+        step.step(self._optimizer)
+
+
 def build_for(config: TrainConfig, objective: str, architecture: str, needs: str) -> nn.Module:
     """The config's model, checked to be one this objective trains: its estimator must have the method ``needs``
     (e.g. ``"generator"``); otherwise a DatasetError naming ``objective`` and the ``architecture`` it trains."""

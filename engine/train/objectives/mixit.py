@@ -75,8 +75,5 @@ class MixITObjective(VAEBSSObjective):
         with step.autocast():
             terms = self.terms_net(mom, x1, x2)
             loss = terms["MIXIT"]
-        assert self._optimizer is not None
-        self._optimizer.zero_grad(set_to_none=True)
-        step.backward(loss)
-        step.step(self._optimizer)
+        self.optimise(loss, step)
         return {"loss": loss.detach()}

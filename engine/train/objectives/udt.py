@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 from engine.errors import DatasetError
 from engine.train.config import TrainConfig
 from engine.train.objectives import register_objective
-from engine.train.objectives.base import Objective, StepContext, StepLogs, build_for
+from engine.train.objectives.base import OneModelObjective, StepContext, StepLogs, build_for
 from engine.train.runtime import Runtime
 from engine.train.validation import ValidTrack, load_valid_tracks
 
@@ -153,7 +153,7 @@ class TargetClips(Dataset):
 
 
 @register_objective("udt")
-class UDTObjective(Objective):
+class UDTObjective(OneModelObjective):
     """Both VAEs of a ``udt`` model, trained on unpaired pools (or, ``supervised``, its denoising twin)."""
 
     def __init__(self, config: TrainConfig) -> None:
@@ -166,7 +166,6 @@ class UDTObjective(Objective):
         self.clip_samples = int(float(args.get("clip_seconds", 2.0)) * self.model.samplerate)
         self.terms = _Terms(self.net, set(self.weights), self.supervised, str(args.get("consistency_target",
                                                                                          "sample")))
-        self._optimizer: torch.optim.Optimizer | None = None
 
     def setup(self, runtime: Runtime) -> None:
         self.model.to(runtime.device)
@@ -175,17 +174,6 @@ class UDTObjective(Objective):
         self.terms_net = runtime.wrap(self.terms, find_unused_parameters=unused)
         self._optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.train.lr, betas=(0.5, 0.999),
                                            weight_decay=self.config.train.weight_decay)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        assert self._optimizer is not None
-        return {"model": self._optimizer}
-
-    @property
-    def separator(self) -> nn.Module:
-        return self.model
 
     # -- data ------------------------------------------------------------------------------------------------------
     def pools(self, data_dir: Path) -> tuple[Path, Path]:
@@ -232,8 +220,5 @@ class UDTObjective(Objective):
         with step.autocast():
             terms = self.terms_net(m, s)
             loss = sum(self.weights[k] * terms[k] for k in terms)
-        assert self._optimizer is not None
-        self._optimizer.zero_grad(set_to_none=True)
-        step.backward(loss)  # type: ignore[arg-type]
-        step.step(self._optimizer)
+        self.optimise(loss, step)  # type: ignore[arg-type]
         return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}  # type: ignore[union-attr]

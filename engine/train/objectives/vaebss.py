@@ -32,7 +32,7 @@ from engine.errors import DatasetError
 from engine.train.config import TrainConfig
 from engine.train.losses import gaussian_kl, reparameterise
 from engine.train.objectives import register_objective
-from engine.train.objectives.base import Objective, StepContext, StepLogs, build_for
+from engine.train.objectives.base import OneModelObjective, StepContext, StepLogs, build_for
 from engine.train.runtime import Runtime
 from engine.train.validation import ValidTrack
 
@@ -70,7 +70,7 @@ class _Terms(nn.Module):
 
 
 @register_objective("vaebss")
-class VAEBSSObjective(Objective):
+class VAEBSSObjective(OneModelObjective):
     """The ELBO (or the AE's reconstruction) of a ``vaebss`` model on mixtures alone."""
 
     def __init__(self, config: TrainConfig) -> None:
@@ -82,7 +82,6 @@ class VAEBSSObjective(Objective):
         self.sigma = float(args.get("sigma", 0.1))
         self.kl_warmup_steps = int(args.get("kl_warmup_steps", 0))
         self.terms = self.build_terms()
-        self._optimizer: torch.optim.Optimizer | None = None
 
     def build_terms(self) -> nn.Module:
         return _Terms(self.net, self.sigma, self.variational)
@@ -92,17 +91,6 @@ class VAEBSSObjective(Objective):
         self.terms_net = runtime.wrap(self.terms)
         self._optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.train.lr,
                                            weight_decay=self.config.train.weight_decay)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        assert self._optimizer is not None
-        return {"model": self._optimizer}
-
-    @property
-    def separator(self) -> nn.Module:
-        return self.model
 
     def train_dataset(self, data_dir: Path) -> Dataset:
         from engine.data.gm_pairs import InstrumentMixtures, MixtureClips
@@ -129,9 +117,6 @@ class VAEBSSObjective(Objective):
         with step.autocast():
             terms = self.terms_net(x)
             loss = terms["REC"] + kl_weight * terms["KL"] if "KL" in terms else terms["REC"]
-        assert self._optimizer is not None
-        self._optimizer.zero_grad(set_to_none=True)
-        step.backward(loss)  # type: ignore[arg-type]
-        step.step(self._optimizer)
+        self.optimise(loss, step)  # type: ignore[arg-type]
         logs = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}  # type: ignore[union-attr]
         return {**logs, "kl_weight": kl_weight} if self.kl_warmup_steps > 0 else logs
