@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from tests.engine.benches import load_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 44100
 STEMS = ("vocals", "drums", "bass", "other")
 
 
-def bench(name: str) -> ModuleType:
-    """Import ``bench/<name>.py`` (the benches are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+bench = load_bench
 
 
 def tone(seed: int, n_samples: int) -> np.ndarray:

@@ -145,13 +145,9 @@ def test_bad_configurations_are_refused():
 
 
 def test_the_benchmark_places_objects_by_the_pan_delay_model_at_equal_angles():
-    import importlib.util
-    from pathlib import Path
+    from tests.engine.benches import load_bench
 
-    path = Path(__file__).resolve().parents[2] / "bench" / "projet.py"
-    spec = importlib.util.spec_from_file_location("bench_projet", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("projet")
     sources = np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32)
     images = bench.place(sources, 20.0, [-6, -2, 2, 6])
     for j, (angle, delay) in enumerate(zip((15, 35, 55, 75), (-6, -2, 2, 6), strict=True)):

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "unpaired.py"
+from tests.engine.benches import load_bench
 
 
 def _bench():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("bench_unpaired", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("unpaired")
 
 
 def test_smoke_prints_both_tables_with_trained_missing_and_reference_rows(tmp_path, capsys):

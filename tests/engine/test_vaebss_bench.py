@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "vae.py"
+from tests.engine.benches import load_bench
 
 
 def _bench():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("bench_vae", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("vae")
 
 
 def test_smoke_prints_the_three_tables_with_trained_missing_and_oracle_rows(tmp_path, capsys):
