@@ -11,10 +11,16 @@ process is gone (a PID reused by another process does not keep it: the start tim
 not the process: its resident memory stays flat) into a sparse file sized for the expected length, grows it when
 an estimate was short and compacts it to the exact length at the end, so the result is one C-order array. Silent
 blocks are not written at all (the sparse file reads as zeros there): a long silent input costs no disk.
+
+Free space is therefore checked as the file really fills, not against the whole expected size up front (that
+refused a 3.4 h silent WAV on a disk with 3 GiB free, which it fits): before the first written block and then every
+:data:`_CHECK_BYTES` written, the disk must hold the next step plus :data:`_SPARE_BYTES`, else the writer raises
+:class:`SpoolFull` with the reason in words (the expected whole size and what is free).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -32,6 +38,16 @@ _ITEM = 4  # bytes per float32 sample
 _COPY_SAMPLES = 1 << 20  # samples moved per step when a file grows or is compacted
 #: Free space kept on the disk beyond the decoded file (a full temporary disk breaks other programs too).
 _SPARE_BYTES = 64 << 20
+#: Bytes written between two looks at the free space.
+_CHECK_BYTES = 64 << 20
+
+
+class SpoolFull(OSError):
+    """The spool's disk has no room for the rest of the decoded audio; ``reason`` says so in words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(errno.ENOSPC, reason)
+        self.reason = reason
 
 
 def spool_folder() -> Path:
@@ -98,17 +114,22 @@ def unlink_if_owner(path: Path, owner_pid: int) -> None:
         unlink_quietly(path)
 
 
-def check_space(folder: Path, n_bytes: int) -> str | None:
-    """``None`` when ``folder``'s disk has room for ``n_bytes`` more (plus a margin), else the reason in words."""
+def check_space(folder: Path, n_bytes: int, *, total_bytes: int | None = None, written: int = 0) -> str | None:
+    """``None`` when ``folder``'s disk has room for ``n_bytes`` more (plus a margin), else the reason in words.
+
+    ``total_bytes`` (default ``n_bytes``) is the whole expected size named in the reason; ``written`` what this
+    file holds already (counted as free: it was free before this file took it).
+    """
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
         return None
     if n_bytes + _SPARE_BYTES <= free:
         return None
+    total = n_bytes if total_bytes is None else total_bytes
     return (
-        f"not enough free disk space in {folder} for the decoded audio ({n_bytes / 2**30:.2f} GiB needed, "
-        f"{free / 2**30:.2f} GiB free); free some space or set {TMPDIR_ENV} to a folder on a bigger disk"
+        f"not enough free disk space in {folder} for the decoded audio ({total / 2**30:.2f} GiB needed, "
+        f"{(free + written) / 2**30:.2f} GiB free); free some space or set {TMPDIR_ENV} to a folder on a bigger disk"
     )
 
 
@@ -116,13 +137,17 @@ class SpoolWriter:
     """Write float32 ``(n_channels, n)`` blocks into ``path`` as one C-order ``(n_channels, n_samples)`` array.
 
     ``capacity`` is the expected number of samples (an estimate is fine: the file grows or is compacted).
+    ``folder`` (default: ``path``'s) is where free space is checked as the file fills (:class:`SpoolFull`).
     """
 
-    def __init__(self, path: Path, n_channels: int, capacity: int) -> None:
+    def __init__(self, path: Path, n_channels: int, capacity: int, folder: Path | None = None) -> None:
         self.path = path
+        self.folder = path.parent if folder is None else folder
         self.n_channels = int(n_channels)
         self.capacity = max(int(capacity), 1)
         self.n_samples = 0
+        self._written = 0  # bytes really written (silence is not)
+        self._next_check = 0  # the first written block looks at the disk
         self._untouched = True  # nothing but zeros past each row's end (until rows move: they leave data behind)
         self._file = open(path, "xb+")  # noqa: SIM115 - closed in finish()/abort()
         self._file.truncate(self.n_channels * self.capacity * _ITEM)  # sparse: costs nothing until written
@@ -137,21 +162,36 @@ class SpoolWriter:
         if self._untouched and not block.any():  # silence: the sparse file already reads as zeros there
             self.n_samples += n
             return
+        self._room_for(self.n_channels * n * _ITEM)
         for channel in range(self.n_channels):
             self._file.seek((channel * self.capacity + self.n_samples) * _ITEM)
             self._file.write(np.ascontiguousarray(block[channel], dtype=np.float32).data)
         self.n_samples += n
 
+    def _room_for(self, n_bytes: int) -> None:
+        """Raise :class:`SpoolFull` when the disk cannot take ``n_bytes`` more (looked at every few MB)."""
+        self._written += n_bytes
+        if self._written < self._next_check:
+            return
+        step = max(_CHECK_BYTES, n_bytes)
+        expected = self.n_channels * max(self.capacity, self.n_samples) * _ITEM
+        reason = check_space(self.folder, step, total_bytes=expected, written=self._written - n_bytes)
+        if reason is not None:
+            raise SpoolFull(reason)
+        self._next_check = self._written + step
+
     def _move_rows(self, new_capacity: int) -> None:
         """Give every row ``new_capacity`` samples of room (rows keep their first ``n_samples`` values)."""
         old, f, n = self.capacity, self._file, self.n_samples
+        if new_capacity > old:
+            self._room_for((self.n_channels - 1) * n * _ITEM)  # the moved rows are written again
         if new_capacity > old:
             f.truncate(self.n_channels * new_capacity * _ITEM)
             self._untouched = False
             rows = range(self.n_channels - 1, 0, -1)  # rows move later: last row first, each from its end
         else:
             rows = range(1, self.n_channels)  # rows move earlier: first row first, each from its start
-        buffer = bytearray(_COPY_SAMPLES * _ITEM)
+        buffer, there = bytearray(_COPY_SAMPLES * _ITEM), bytearray(_COPY_SAMPLES * _ITEM)
         for row in rows:
             spans = range(0, n, _COPY_SAMPLES)
             for start in reversed(spans) if new_capacity > old else spans:
@@ -160,6 +200,11 @@ class SpoolWriter:
                 f.seek((row * old + start) * _ITEM)
                 f.readinto(view)
                 f.seek((row * new_capacity + start) * _ITEM)
+                if not np.frombuffer(view, np.uint8).any():  # silence onto silence: keep the hole unwritten
+                    f.readinto(memoryview(there)[:size])
+                    if not np.frombuffer(there, np.uint8, size).any():
+                        continue
+                    f.seek((row * new_capacity + start) * _ITEM)
                 f.write(view)
         if new_capacity < old:
             f.truncate(self.n_channels * new_capacity * _ITEM)

@@ -202,6 +202,8 @@ def decode(
 
 
 def _write_reason(err: OSError) -> str:
+    if isinstance(err, _spool.SpoolFull):
+        return err.reason
     where = _spool.spool_folder()
     if err.errno == 28:  # ENOSPC
         return (
@@ -311,10 +313,7 @@ def open_audio_stream(
     writer: list[_spool.SpoolWriter] = []
 
     def make_sink(n_out: int, expected: int) -> _spool.SpoolWriter:
-        reason = _spool.check_space(folder, n_out * expected * 4)
-        if reason is not None:
-            raise AudioLoadError(path, reason)
-        writer.append(_spool.SpoolWriter(filename, n_out, expected))
+        writer.append(_spool.SpoolWriter(filename, n_out, expected, folder))  # checks the disk as it fills
         return writer[0]
 
     try:

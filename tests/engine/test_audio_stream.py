@@ -150,6 +150,36 @@ def test_a_full_temporary_disk_is_a_clear_refusal(tmp_path: Path, spool: Path, m
     assert list(spool.iterdir()) == []
 
 
+def test_a_silent_input_needs_no_disk_room(tmp_path: Path, spool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Silence is not written (the spool is sparse), so the free space is not asked for it up front."""
+    path = write(tmp_path / "quiet.wav", np.zeros((2, 44100 * 20), np.float32), subtype="FLOAT")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with open_audio_stream(path, 44100, 2) as audio:
+        assert audio.n_samples == 44100 * 20
+        assert not np.asarray(audio.samples[:, ::4410]).any()
+        assert os.stat(audio.filename).st_blocks * 512 < 1 << 20  # 7 MB of zeros, nothing on the disk
+
+
+def test_the_disk_is_looked_at_as_the_file_fills(tmp_path: Path, spool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Room at the start but not for the rest: the same clear refusal, part way, and nothing left behind."""
+    data = np.zeros((2, 44100 * 12), np.float32)
+    data[:, -44100 * 2 :] = noise(2.0)  # sound only at the end
+    path = write(tmp_path / "late.wav", data, subtype="FLOAT")
+    monkeypatch.setattr(_spool, "_CHECK_BYTES", 1 << 16)
+    seen = []
+
+    def usage(p):
+        seen.append(1)
+        free = 10**9 if len(seen) == 1 else 1000  # the disk fills after the first look
+        return shutil._ntuple_diskusage(10**9, 10**9 - free, free)
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    with pytest.raises(AudioLoadError, match="not enough free disk space") as caught:
+        open_audio_stream(path, 44100, 2)
+    assert len(seen) >= 2 and str(caught.value).startswith(str(path))
+    assert list(spool.iterdir()) == []
+
+
 def test_a_disk_that_fills_while_decoding_leaves_nothing(
     tmp_path: Path, spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,3 +251,26 @@ def test_memory_stays_flat_for_an_hour_long_input(tmp_path: Path) -> None:
         assert child.returncode == 0, child.stderr
         peaks.append(int(child.stdout.split()[1]) * 1024)
     assert peaks[1] - peaks[0] < 300 * 2**20, f"peak RSS {peaks[1] / 2**20:.0f} MiB vs {peaks[0] / 2**20:.0f} MiB"
+
+
+def test_spool_writer_keeps_silence_and_sound_exact_through_growth_and_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random blocks, half of them silent, short and long estimates: the file is the exact concatenation."""
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        monkeypatch.setattr(_spool, "_COPY_SAMPLES", int(rng.integers(1, 9)))
+        n_channels = int(rng.integers(1, 4))
+        writer = _spool.SpoolWriter(tmp_path / f"w{trial}.f32", n_channels, int(rng.integers(1, 50)))
+        parts = []
+        for _ in range(int(rng.integers(1, 12))):
+            shape = (n_channels, int(rng.integers(0, 20)))
+            sound = rng.random() < 0.5
+            parts.append(rng.standard_normal(shape).astype(np.float32) if sound else np.zeros(shape, np.float32))
+            writer.write(parts[-1])
+        n = writer.finish()
+        want = np.concatenate(parts, axis=1)
+        assert n == want.shape[1]
+        if n:
+            got = np.fromfile(tmp_path / f"w{trial}.f32", np.float32).reshape(n_channels, n)
+            np.testing.assert_array_equal(got, want)
