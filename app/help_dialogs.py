@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.keys import GROUPS, KEYS, MOUSE
-from engine import __version__
+from app.keys import GROUPS, KEYS, MOUSE, described_for
+from engine import STEM_NAMES, __version__
 from engine.models.catalogue import ModelCard
 
 #: The project's licence, as pyproject.toml declares it (tests/app/test_help.py compares the two).
@@ -82,15 +83,19 @@ def _close_buttons(dialog: QDialog) -> QDialogButtonBox:
 
 
 class KeyboardDialog(QDialog):
-    """Every shortcut of :data:`app.keys.KEYS`, grouped, then the mouse gestures."""
+    """Every shortcut of :data:`app.keys.KEYS`, grouped, then the mouse gestures. The stem keys name ``stems`` (the
+    model in use's, in its order; default the four-stem models'), and keys past its stems are left out."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, stems: Sequence[str] = STEM_NAMES) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard reference")
         layout = QVBoxLayout(self)
         rows: list[tuple[str, str, str]] = []
         for group in GROUPS:
-            rows += [(group, k.text(), k.description) for k in KEYS if k.group == group]
+            for k in KEYS:
+                what = described_for(k, stems) if k.group == group else None
+                if what is not None:
+                    rows.append((group, k.text(), what))
         rows += [("Mouse", gesture, what) for gesture, what in MOUSE]
         table = QTableWidget(len(rows), 3)
         table.setHorizontalHeaderLabels(["", "Key", "Action"])

@@ -10,6 +10,7 @@ the shifted character (Qt's offscreen platform, some remote displays) are covere
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
@@ -60,6 +61,18 @@ def _stem_keys() -> list[Key]:
     for i in range(STEM_KEYS):
         keys.append(Key(f"mute_{i + 1}", f"Shift+{i + 1}", f"Mute {_stem_label(i)} (again: un-mute)", "Mixer"))
     return keys
+
+
+def described_for(key: Key, stems: Sequence[str]) -> str | None:
+    """``key``'s description for a model with ``stems`` (its order): a solo/mute key names that model's stem, and
+    is ``None`` when the model has no stem for it (the key does nothing then); every other key as registered."""
+    kind, _, number = key.id.partition("_")
+    if kind not in ("solo", "mute") or not number.isdigit():
+        return key.description
+    i = int(number) - 1
+    if i >= len(stems):
+        return None
+    return f"{kind.capitalize()} {stems[i]} (again: un-{kind})"
 
 
 S = QKeySequence.StandardKey

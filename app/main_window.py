@@ -359,7 +359,7 @@ class MainWindow(QMainWindow):
 
     def show_keyboard_reference(self) -> QDialog:
         """Help > Keyboard reference: every shortcut, from the table that registers them (app.keys)."""
-        return self._show_dialog(KeyboardDialog(self))
+        return self._show_dialog(KeyboardDialog(self, self.controller.stem_names))
 
     def show_about(self) -> QDialog:
         """Help > About: version, licence, the model and device in use, the audio output."""

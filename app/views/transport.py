@@ -98,9 +98,9 @@ class TempoPitchBar(QToolBar):
             return
         tempo, semitones = self.controller.tempo, self.controller.transpose
         bpm = f"{analysis.bpm_at(tempo):.0f} BPM" if analysis.bpm > 0 else "— BPM"
-        key = analysis.key(semitones)
+        key = analysis.key(semitones) if analysis.key_confidence > 0 else "key —"  # 0: too short or silent
         if tempo != 1.0 and analysis.bpm > 0:
             bpm += f" (song {analysis.bpm:.0f})"
-        if semitones:
+        if semitones and analysis.key_confidence > 0:
             key += f" (song {analysis.key()})"
         self.info.setText(f"  {bpm} · {key}  ")

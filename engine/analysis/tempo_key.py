@@ -34,6 +34,9 @@ ANALYSIS_VERSION = 1
 ANALYSIS_RATE = 22050
 #: The longest excerpt analysed (seconds, from the middle of the song).
 MAX_SECONDS = 120.0
+#: The shortest input analysed (seconds): below it there are too few beats for a tempo, and the chroma's lowest
+#: octave (C1, analysed 64x downsampled with a 1024-point window) would be shorter than its window.
+MIN_SECONDS = 4.0
 
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 #: Krumhansl-Kessler probe-tone profiles (Krumhansl 1990), tonic first.
@@ -117,7 +120,7 @@ def analyse(samples: np.ndarray, samplerate: int, cancel: threading.Event | None
 
     y = _mono(samples, samplerate)
     check()
-    if y.size < ANALYSIS_RATE or not np.any(y):
+    if y.size < MIN_SECONDS * ANALYSIS_RATE or not np.any(y):  # unknown: shown as "— BPM"
         return SongAnalysis(0.0, "C", "major", 0.0)
     onset = librosa.onset.onset_strength(y=y, sr=ANALYSIS_RATE)
     bpm = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset, sr=ANALYSIS_RATE))[0])

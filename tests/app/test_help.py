@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 
-from app.keys import KEYS
+from app.keys import KEYS, described_for
 from engine import __version__
 from engine.models.catalogue import get_card
 
@@ -27,14 +27,28 @@ def test_keyboard_reference_lists_every_registered_key(qtbot, make_window) -> No
     dialog = window.dialog
     assert dialog is not None and dialog.isVisible() and dialog.windowTitle() == "Keyboard reference"
     rows = dialog.rows()
+    stems = window.controller.stem_names
     for entry in KEYS:
-        assert (entry.text(), entry.description) in rows
+        what = described_for(entry, stems)
+        assert ((entry.text(), what) in rows) if what is not None else all(k != entry.text() for k, _ in rows)
     assert ("Shift+2", "Mute drums (again: un-mute)") in rows
+    assert not any(k == "5" for k, _ in rows)  # the four-stem model has no fifth stem: its key is not listed
     dialog.close()
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow, timeout=10_000)
     qtbot.keyClick(window, Qt.Key.Key_F1)  # its own key (listed too)
     assert window.dialog is not dialog and window.dialog.isVisible()
+
+
+def test_keyboard_reference_names_the_stems_of_the_model_in_use(qtbot) -> None:
+    from app.help_dialogs import KeyboardDialog
+
+    dialog = KeyboardDialog(None, ["left", "centre", "right"])
+    qtbot.addWidget(dialog)
+    rows = dialog.rows()
+    assert ("1", "Solo left (again: un-solo)") in rows and ("Shift+3", "Mute right (again: un-mute)") in rows
+    assert not any(k in ("4", "Shift+4") or "drums" in what for k, what in rows)
+    assert ("Space", "Play / pause") in rows  # the other keys stay
 
 
 def test_about_names_version_licence_model_and_device(make_window) -> None:

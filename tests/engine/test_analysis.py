@@ -83,3 +83,14 @@ def test_the_analysis_is_cached_beside_the_stems(tmp_path, monkeypatch) -> None:
 
 def test_silence_gives_no_tempo() -> None:
     assert analyse(np.zeros((2, SR * 3), dtype=np.float32), SR).bpm == 0.0
+
+
+def test_a_clip_too_short_to_tell_gives_no_tempo_or_key_and_no_warning() -> None:
+    import warnings
+
+    t = np.arange(int(SR * 2.5)) / SR
+    clip = np.stack([0.3 * np.sin(2 * np.pi * 220 * t)] * 2).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # librosa's "n_fft is too large" would raise here
+        result = analyse(clip, SR)
+    assert result.bpm == 0.0 and result.key_confidence == 0.0
