@@ -39,6 +39,7 @@ TABLE1 = [
     ("NES", "nes"),
     ("Ours (semi-supervised)", "semisup"),
     ("Ours, real pools", "semisup-real"),
+    ("Ours, real pools, discriminators first", "semisup-real-dpre"),
     ("Supervised twin", "semisup-supervised"),
     ("Our supervised default", "@default"),
     ("IRM oracle", "@irm"),

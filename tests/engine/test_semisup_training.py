@@ -94,6 +94,23 @@ def test_one_step_trains_the_generator_and_both_discriminators_with_adam_0_5():
     assert opt.param_groups[0]["betas"] == (0.5, 0.999) and opt.param_groups[0]["lr"] == 1e-4
 
 
+def test_discriminator_pretraining_trains_the_discriminators_alone_then_the_method_runs():
+    objective, step = ready(config(d_pretrain_steps=2))
+    g, d_c, d_a = params(objective.model), params(objective.d_c), params(objective.d_a)
+    batch = tuple(x[None] for x in Clips()[0])
+    for k in range(2):
+        step.global_step = k
+        logs = objective.training_step(batch, step)
+        assert set(logs) == {"loss", "d_C", "d_A"}  # no generator term: g is not updated
+    assert all(torch.equal(a, b) for a, b in zip(g, objective.model.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(d_c, objective.d_c.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(d_a, objective.d_a.parameters(), strict=True))
+    step.global_step = 2
+    logs = objective.training_step(batch, step)
+    assert {"R1", "GAN_C", "d_C"} <= set(logs)
+    assert any(not torch.equal(a, b) for a, b in zip(g, objective.model.parameters(), strict=True))
+
+
 @pytest.mark.parametrize("without", [["R2"], ["GAN_A"], ["GAN_A", "GAN_C"]])
 def test_an_ablated_term_is_gone_from_the_loss_and_its_discriminator_rests(without):
     objective, step = ready(config(without=without))

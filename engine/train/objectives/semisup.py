@@ -33,11 +33,19 @@ Readings where the paper is silent or ambiguous (also in ``configs/semisup.json`
   discriminators (one forward of g per step). Adam lr 1e-4, betas (0.5, 0.999), every learning rate halved every
   ``lr_halve_every`` iterations (paper: 100k).
 
+- **Discriminators first (ours, off by default).** At our CPU budget (a few thousand steps; the paper halves its
+  rate after 100k) every R term is minimised at once by the identity ``g(a) = a`` (then ``b_bar = 0``, ``a_bar = c``)
+  and the discriminators, at chance after 800 steps on the real pools (``d_C`` 1.35-1.48 summed over 3 scales, 0.5
+  per scale is chance), give no pull away from it: ``runs/semisup-real`` collapsed to silent vocals by epoch 2.
+  ``d_pretrain_steps: N`` first trains ``d_C`` to tell real ``c`` from a mixture ``a`` and ``d_A`` real ``a`` from an
+  instrumental ``c`` (what ``g(a)`` and ``a_bar`` are at the identity) for N steps, the generator untouched, so the
+  GAN terms know what singing looks like before the R terms settle.
+
 ``objective_args``: ``weights`` (per term, default above), ``without`` (terms to drop: ``R1``..``R4``, ``GAN_A``,
 ``GAN_C``; the Table 3 rows), ``pool`` (``"synthetic"``: ``unpaired/mixtures`` and ``unpaired/*/instrumental.wav``
 of the corpus; ``"real"``: ``unpaired/real_mixtures`` and ``$SHOTOKU_REAL/pools/unpaired_c``), ``mixtures`` /
 ``instrumentals`` (explicit pool folders, relative to the corpus unless absolute), ``cross_domain``, ``gan_form``,
-``lr_halve_every``, ``discriminator`` (``channels``, ``n_scales``), ``supervised`` (true: the supervised twin,
+``lr_halve_every``, ``d_pretrain_steps``, ``discriminator`` (``channels``, ``n_scales``), ``supervised`` (true: the supervised twin,
 see :meth:`SemisupObjective.supervised_step`), ``validate`` (false: no validation) and ``valid_split`` (default
 the paired ``valid`` split; ``valid_realacc``: songs over real accompaniment), used only to pick
 ``best.safetensors``, never in a gradient.
@@ -243,6 +251,7 @@ class SemisupObjective(Objective):
         self.cross_domain = str(args.get("cross_domain", "complex"))
         self.gan_form = str(args.get("gan_form", "lsgan"))
         self.lr_halve_every = int(args.get("lr_halve_every", 100_000))
+        self.d_pretrain_steps = int(args.get("d_pretrain_steps", 0))
         disc = dict(args.get("discriminator", {}))
         self.d_c = MultiScaleDiscriminator(**disc)
         self.d_a = MultiScaleDiscriminator(**disc)
@@ -391,6 +400,23 @@ class SemisupObjective(Objective):
         self._step_lr()
         return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
 
+    def discriminator_pretrain_step(self, a: Tensor, c: Tensor, step: StepContext) -> StepLogs:
+        """``d_C``: real ``c`` against the mixture ``a``; ``d_A``: real ``a`` against the instrumental ``c`` (what the
+        fakes are at the identity); compressed patches ``(n, 1, n_bins, n_frames)``. The generator is not updated."""
+        logs: dict[str, Tensor] = {}
+        for key, net, real, fake in (("GAN_C", self.d_c_net, c, a), ("GAN_A", self.d_a_net, a, c)):
+            if key not in self.weights:
+                continue
+            with step.autocast():
+                d_loss = discriminator_loss(net, real, fake)
+            optimizer = self._optimizers["d_C" if key == "GAN_C" else "d_A"]
+            optimizer.zero_grad(set_to_none=True)
+            step.backward(d_loss)
+            step.step(optimizer)
+            logs[f"d_{key[-1]}"] = d_loss.detach()
+        total = sum(logs.values()) if logs else torch.zeros((), device=a.device)
+        return {"loss": total.detach(), **logs}  # type: ignore[union-attr]
+
     def training_step(self, batch: tuple[Tensor, ...], step: StepContext) -> StepLogs:
         """``batch``: S_A and S_C clips ``(n_batch, 1, n_samples)`` (three tensors when supervised)."""
         if self.supervised:
@@ -398,6 +424,8 @@ class SemisupObjective(Objective):
         a_wave, c_wave = batch
         a_spec, a = front_end(a_wave, self.model)
         c_spec, c = front_end(c_wave, self.model)
+        if step.global_step < self.d_pretrain_steps:
+            return self.discriminator_pretrain_step(a, c, step)
         logs: dict[str, Tensor] = {}
         with step.autocast():
             terms, ga, a_bar = self.g_net(a, a_spec, c, c_spec)
