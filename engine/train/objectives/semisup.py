@@ -400,11 +400,13 @@ class SemisupObjective(Objective):
         self._step_lr()
         return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
 
-    def discriminator_pretrain_step(self, a: Tensor, c: Tensor, step: StepContext) -> StepLogs:
-        """``d_C``: real ``c`` against the mixture ``a``; ``d_A``: real ``a`` against the instrumental ``c`` (what the
-        fakes are at the identity); compressed patches ``(n, 1, n_bins, n_frames)``. The generator is not updated."""
+    def _update_discriminators(
+        self, real_c: Tensor, fake_c: Tensor, real_a: Tensor, fake_a: Tensor, step: StepContext
+    ) -> dict[str, Tensor]:
+        """One step of ``d_C`` (``real_c`` against ``fake_c``) and ``d_A`` (``real_a`` against ``fake_a``), each only
+        when its GAN term is on; returns their losses as ``d_C`` / ``d_A``."""
         logs: dict[str, Tensor] = {}
-        for key, net, real, fake in (("GAN_C", self.d_c_net, c, a), ("GAN_A", self.d_a_net, a, c)):
+        for key, net, real, fake in (("GAN_C", self.d_c_net, real_c, fake_c), ("GAN_A", self.d_a_net, real_a, fake_a)):
             if key not in self.weights:
                 continue
             with step.autocast():
@@ -414,6 +416,12 @@ class SemisupObjective(Objective):
             step.backward(d_loss)
             step.step(optimizer)
             logs[f"d_{key[-1]}"] = d_loss.detach()
+        return logs
+
+    def discriminator_pretrain_step(self, a: Tensor, c: Tensor, step: StepContext) -> StepLogs:
+        """``d_C``: real ``c`` against the mixture ``a``; ``d_A``: real ``a`` against the instrumental ``c`` (what the
+        fakes are at the identity); compressed patches ``(n, 1, n_bins, n_frames)``. The generator is not updated."""
+        logs = self._update_discriminators(c, a, a, c, step)
         total = sum(logs.values()) if logs else torch.zeros((), device=a.device)
         return {"loss": total.detach(), **logs}  # type: ignore[union-attr]
 
@@ -426,20 +434,9 @@ class SemisupObjective(Objective):
         c_spec, c = front_end(c_wave, self.model)
         if step.global_step < self.d_pretrain_steps:
             return self.discriminator_pretrain_step(a, c, step)
-        logs: dict[str, Tensor] = {}
         with step.autocast():
             terms, ga, a_bar = self.g_net(a, a_spec, c, c_spec)
-        # discriminators on the current fakes (eq. 9-10)
-        for key, net, real, fake in (("GAN_C", self.d_c_net, c, ga), ("GAN_A", self.d_a_net, a, a_bar)):
-            if key not in self.weights:
-                continue
-            with step.autocast():
-                d_loss = discriminator_loss(net, real, fake)
-            optimizer = self._optimizers["d_C" if key == "GAN_C" else "d_A"]
-            optimizer.zero_grad(set_to_none=True)
-            step.backward(d_loss)
-            step.step(optimizer)
-            logs[f"d_{key[-1]}"] = d_loss.detach()
+        logs = self._update_discriminators(c, ga, a, a_bar, step)  # on the current fakes (eq. 9-10)
         # the generator against the updated discriminators (bare modules, frozen: no gradient to them)
         with step.autocast():
             for key, d, fake in (("GAN_C", self.d_c, ga), ("GAN_A", self.d_a, a_bar)):
