@@ -289,6 +289,21 @@ def test_time_limit_stops_after_the_epoch_in_progress(tmp_path):
     assert [row["epoch"] for row in result.history] == [1]
 
 
+def test_a_diverged_epoch_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from engine.train.checkpoint import read_checkpoint_info
+    from engine.train.trainer import Trainer
+
+    fit(_config(epochs=1), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    best = (tmp_path / "best.safetensors").read_bytes()
+    real = Trainer.train_epoch
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, *a, **k: {**real(self, *a, **k), "loss": float("nan")})
+    result = fit(_config(epochs=4), TinyCorpus(), _valid_tracks(), tmp_path, show_progress=False)
+    assert result.stopped.startswith("diverged: the training loss of epoch 2 is not finite"), result.stopped
+    assert read_checkpoint_info(tmp_path / "checkpoint.safetensors")["trainer"]["epoch"] == 1
+    assert (tmp_path / "best.safetensors").read_bytes() == best
+    assert (tmp_path / "log.csv").read_text().splitlines()[-1].startswith("2,nan")
+
+
 def test_a_full_disk_during_training_keeps_the_last_checkpoint_and_the_run_resumes(tmp_path, monkeypatch):
     from pathlib import Path
 
