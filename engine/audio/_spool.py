@@ -43,11 +43,10 @@ _CHECK_BYTES = 64 << 20
 
 
 class SpoolFull(OSError):
-    """The spool's disk has no room for the rest of the decoded audio; ``reason`` says so in words."""
+    """The spool's disk has no room for the rest of the decoded audio; ``strerror`` says so in words."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(errno.ENOSPC, reason)
-        self.reason = reason
 
 
 def spool_folder() -> Path:
@@ -185,7 +184,6 @@ class SpoolWriter:
         old, f, n = self.capacity, self._file, self.n_samples
         if new_capacity > old:
             self._room_for((self.n_channels - 1) * n * _ITEM)  # the moved rows are written again
-        if new_capacity > old:
             f.truncate(self.n_channels * new_capacity * _ITEM)
             self._untouched = False
             rows = range(self.n_channels - 1, 0, -1)  # rows move later: last row first, each from its end

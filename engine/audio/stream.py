@@ -203,7 +203,7 @@ def decode(
 
 def _write_reason(err: OSError) -> str:
     if isinstance(err, _spool.SpoolFull):
-        return err.reason
+        return err.strerror
     where = _spool.spool_folder()
     if err.errno == 28:  # ENOSPC
         return (

@@ -277,20 +277,17 @@ class Trainer:
         self.epoch = epoch
         if not runtime.is_main:
             return ""
-        if not math.isfinite(train_logs.get("loss", 0.0)):  # diverged: keep the last good checkpoint and best
-            row = self._row(epoch, train_logs, score, per_stem, time.monotonic() - started, False)
-            self.history.append(row)
-            if run_log is not None:
-                run_log.write(row)
-            return (f"diverged: the training loss of epoch {epoch} is not finite; the checkpoint of epoch "
-                    f"{epoch - 1} and the best weights are kept (lower the learning rate or clip gradients)")
-        improved = self.stopping.update(epoch, score, per_stem)
+        diverged = not math.isfinite(train_logs.get("loss", 0.0))  # then keep the last good checkpoint and best
+        improved = not diverged and self.stopping.update(epoch, score, per_stem)
         if improved:
             save_weights(self.objective.separator, self.run_dir / BEST_FILE)
         row = self._row(epoch, train_logs, score, per_stem, time.monotonic() - started, improved)
         self.history.append(row)
         if run_log is not None:
             run_log.write(row)
+        if diverged:
+            return (f"diverged: the training loss of epoch {epoch} is not finite; the checkpoint of epoch "
+                    f"{epoch - 1} and the best weights are kept (lower the learning rate or clip gradients)")
         if self.on_epoch is not None:
             self.on_epoch(row)
         self.save()
