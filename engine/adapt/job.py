@@ -331,7 +331,8 @@ class AdaptJob:
             return TrainConfig.from_json(self.state["config"])
         card = self.source_card()
         args = dict(card.training.get("objective", {}).get("args", {}))
-        for key in ("pool", "mixtures", "instrumentals", "valid_split", "supervised"):
+        # the library's pools replace the recipe's; the source's weights are loaded by train(), not init_from
+        for key in ("pool", "mixtures", "instrumentals", "valid_split", "supervised", "init_from"):
             args.pop(key, None)
         args.update(self.request.overrides.get("objective_args", {}))
         train = {**TRAIN, **self.request.overrides.get("train", {})}

@@ -30,7 +30,9 @@ def install_semisup(resources: Path, name: str = "semisup") -> Path:
     model = build_model("semisup", dict(SMALL))
     fields = {"architecture": "semisup", "kind": "neural", "config": dict(SMALL),
               "sources": list(model.sources), "samplerate": 44100, "n_channels": 2, "segment_seconds": 4.0,
-              "training": {"objective": {"name": "semisup", "args": {"discriminator": DISC, "pool": "real"}}}}
+              "training": {"objective": {"name": "semisup",  # init_from: as the shipped card, a run folder users lack
+                                        "args": {"discriminator": DISC, "pool": "real",
+                                                 "init_from": "runs/semisup-supervised"}}}}
     return save_model(model, name, fields, root=resources / "models", dtype=None)
 
 

@@ -120,6 +120,7 @@ def test_adapt_publishes_a_user_model_with_its_card_listed_loadable_and_removabl
         assert scores[when]["leakage_db"]["songs"] is not None
         assert np.isfinite(scores[when]["voice_usdr"]["vocals"])
     assert card.training["train"]["epochs"] == 2 and len(card.training["found"]["songs"]) == 3
+    assert "init_from" not in card.training["objective"]["args"]  # the source's weights, not its recipe's start
     model = load_model("mine")
     source = load_model("semisup")
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values(),

@@ -197,6 +197,24 @@ def test_a_resumed_run_continues_exactly_like_the_uninterrupted_one(tmp_path):
     assert (tmp_path / "straight" / "best.safetensors").is_file()
 
 
+def test_init_from_starts_g_from_a_finished_run_and_d_lr_sets_the_discriminators_rate(tmp_path):
+    _run(tmp_path / "twin", 1)
+    from safetensors.torch import load_file
+
+    from engine.errors import DatasetError
+
+    best = load_file(str(tmp_path / "twin" / "best.safetensors"))
+    objective, _ = ready(config(init_from=str(tmp_path / "twin"), d_lr=1e-3), seed=77)
+    state = objective.model.state_dict()
+    assert best and all(torch.equal(state[k], v) for k, v in best.items())
+    rates = {name: opt.param_groups[0]["lr"] for name, opt in objective.optimizers().items()}
+    assert rates == {"generator": 1e-4, "d_C": 1e-3, "d_A": 1e-3}
+    wrong = config(init_from=str(tmp_path / "twin"))
+    wrong.model["n_residual"] = wrong.model.get("n_residual", 1) + 1
+    with pytest.raises(DatasetError, match="do not fit"):
+        build_objective(wrong)
+
+
 @pytest.mark.parametrize("objective", ["semisup", "nes"])
 def test_the_generator_and_each_discriminator_train_under_ddp_on_gloo(tmp_path, monkeypatch, objective):
     import torch.distributed as dist

@@ -204,3 +204,20 @@ def build_for(config: TrainConfig, objective: str, architecture: str, needs: str
     if not hasattr(getattr(model, "estimator", None), needs):
         raise DatasetError(None, f"the {objective} objective trains a {architecture!r} model, not {config.architecture!r}")
     return model
+
+
+def initialise_from(model: nn.Module, config: TrainConfig, run_dir: Path) -> None:
+    """Load the best weights of the finished run ``run_dir`` (same architecture and arguments as ``config``) into
+    ``model``: an objective's ``init_from`` warm start. DatasetError naming the run when it does not fit."""
+    from engine.errors import DatasetError
+    from engine.train.export import load_run
+
+    source_config, source = load_run(run_dir)
+    if source_config.architecture != config.architecture:
+        raise DatasetError(run_dir, f"init_from is a {source_config.architecture!r} run, this one trains "
+                                    f"{config.architecture!r}")
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as err:
+        raise DatasetError(run_dir, f"init_from weights do not fit this config: {str(err).splitlines()[0]}") \
+            from None

@@ -45,7 +45,8 @@ Readings where the paper is silent or ambiguous (also in ``configs/semisup.json`
 ``GAN_C``; the Table 3 rows), ``pool`` (``"synthetic"``: ``unpaired/mixtures`` and ``unpaired/*/instrumental.wav``
 of the corpus; ``"real"``: ``unpaired/real_mixtures`` and ``$SHOTOKU_REAL/pools/unpaired_c``), ``mixtures`` /
 ``instrumentals`` (explicit pool folders, relative to the corpus unless absolute), ``cross_domain``, ``gan_form``,
-``lr_halve_every``, ``d_pretrain_steps``, ``discriminator`` (``channels``, ``n_scales``), ``supervised`` (true: the supervised twin,
+``lr_halve_every``, ``d_pretrain_steps``, ``d_lr`` (the discriminators' Adam rate, default the generator's),
+``init_from`` (a finished ``semisup`` run folder whose best weights start ``g``), ``discriminator`` (``channels``, ``n_scales``), ``supervised`` (true: the supervised twin,
 see :meth:`SemisupObjective.supervised_step`), ``validate`` (false: no validation) and ``valid_split`` (default
 the paired ``valid`` split; ``valid_realacc``: songs over real accompaniment), used only to pick
 ``best.safetensors``, never in a gradient.
@@ -68,7 +69,7 @@ from engine.models.semisup import CLIP_SAMPLES, POWER, MultiScaleDiscriminator, 
 from engine.train.config import TrainConfig
 from engine.train.losses import lsgan_discriminator_loss
 from engine.train.objectives import register_objective
-from engine.train.objectives.base import Objective, StepContext, StepLogs, build_for
+from engine.train.objectives.base import Objective, StepContext, StepLogs, build_for, initialise_from
 from engine.train.runtime import Runtime
 from engine.train.validation import ValidTrack, load_valid_tracks
 
@@ -246,6 +247,8 @@ class SemisupObjective(Objective):
         super().__init__(config)
         args = config.objective_args
         self.model = build_for(config, "semisup", "semisup", "generator")
+        if args.get("init_from"):
+            initialise_from(self.model, config, Path(args["init_from"]))
         self.supervised = bool(args.get("supervised", False))
         self.weights = {"R3": 1.0, "R4": 1.0} if self.supervised else active_terms(args, self.default_weights)
         self.cross_domain = str(args.get("cross_domain", "complex"))
@@ -270,8 +273,10 @@ class SemisupObjective(Objective):
         self.g_net = runtime.wrap(self.generator if single else self.crosses)
         self.d_c_net = runtime.wrap(self.d_c) if "GAN_C" in self.weights else self.d_c
         self.d_a_net = runtime.wrap(self.d_a) if "GAN_A" in self.weights else self.d_a
+        d_lr = float(self.config.objective_args.get("d_lr", lr))
         for name, module in (("generator", self.model), ("d_C", self.d_c), ("d_A", self.d_a)):
-            self._optimizers[name] = torch.optim.Adam(module.parameters(), lr=lr, betas=(0.5, 0.999))
+            rate = lr if name == "generator" else d_lr
+            self._optimizers[name] = torch.optim.Adam(module.parameters(), lr=rate, betas=(0.5, 0.999))
             self._schedulers[name] = torch.optim.lr_scheduler.StepLR(
                 self._optimizers[name], self.lr_halve_every, 0.5
             )

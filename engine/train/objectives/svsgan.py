@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from engine.errors import DatasetError
 from engine.train.config import TrainConfig
 from engine.train.objectives import register_objective
-from engine.train.objectives.base import Objective, StepContext, StepLogs, build_for
+from engine.train.objectives.base import Objective, StepContext, StepLogs, build_for, initialise_from
 from engine.train.runtime import Runtime
 from engine.train.validation import ValidTrack
 
@@ -76,22 +76,9 @@ class SvsganObjective(Objective):
         self.gkl_weight = float(args.get("gkl_weight", 0.0))
         self.d_steps = max(1, int(args.get("d_steps", 1)))
         if args.get("init_from"):
-            self._initialise_from(Path(args["init_from"]))
+            initialise_from(self.model, config, Path(args["init_from"]))
         self.g_opt: torch.optim.Optimizer | None = None
         self.d_opt: torch.optim.Optimizer | None = None
-
-    def _initialise_from(self, run_dir: Path) -> None:
-        from engine.train.export import load_run
-
-        config, model = load_run(run_dir)
-        if config.architecture != self.config.architecture:
-            raise DatasetError(run_dir, f"init_from is a {config.architecture!r} run, this one trains "
-                                        f"{self.config.architecture!r}")
-        try:
-            self.model.load_state_dict(model.state_dict())
-        except RuntimeError as err:
-            raise DatasetError(run_dir, f"init_from weights do not fit this config: {str(err).splitlines()[0]}") \
-                from None
 
     def setup(self, runtime: Runtime) -> None:
         args, settings = self.config.objective_args, self.config.train
