@@ -26,11 +26,16 @@ class RunLog:
                 self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, row: dict[str, Any]) -> None:
-        """Append ``row`` (its keys are the columns; the header is written with the first row)."""
-        new = not self.csv_path.exists()
+        """Append ``row`` (its keys are the columns; the header is written with the first row). A row with columns
+        the header lacks (a phase that logs more terms, e.g. the generator's after discriminator pretraining)
+        rewrites the file once, atomically, with the header widened and the earlier rows' new cells empty."""
+        header = self._header()
+        if header is not None and set(row) - set(header):
+            self._widen(header + [key for key in row if key not in header])
+            header = self._header()
         with open(self.csv_path, "a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new:
+            writer = csv.DictWriter(handle, fieldnames=header or list(row), restval="")
+            if header is None:
                 writer.writeheader()
             writer.writerow(row)
         if self.writer is not None:
@@ -38,6 +43,26 @@ class RunLog:
             for key, value in row.items():
                 if key.startswith(("train_", "valid_", "lr")) and isinstance(value, int | float):
                     self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+
+    def _header(self) -> list[str] | None:
+        """The columns of ``log.csv``, or None when it does not exist yet (or is empty)."""
+        if not self.csv_path.exists():
+            return None
+        with open(self.csv_path, newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), None)
+
+    def _widen(self, columns: list[str]) -> None:
+        import io
+
+        from engine.atomic import atomic_write_text
+
+        with open(self.csv_path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.csv_path, out.getvalue())
 
     def close(self) -> None:
         if self.writer is not None:

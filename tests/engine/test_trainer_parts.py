@@ -155,6 +155,21 @@ def test_run_log_appends_rows_under_one_header(tmp_path):
     assert (tmp_path / "log.csv").read_text().splitlines() == ["epoch,train_loss", "1,0.5", "2,0.25"]
 
 
+def test_run_log_widens_its_header_when_a_later_phase_logs_more_columns(tmp_path):
+    log = RunLog(tmp_path, tensorboard=False)
+    log.write({"epoch": 1, "train_d_C": 1.5, "valid_usdr": 3.0})  # discriminator pretraining: no generator terms
+    log.write({"epoch": 2, "train_d_C": 1.2, "train_R1": 0.03, "valid_usdr": 2.0})
+    log.write({"epoch": 3, "train_d_C": 1.1, "valid_usdr": 2.5})
+    log.close()
+    import csv
+
+    with open(tmp_path / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["valid_usdr"] for r in rows] == ["3.0", "2.0", "2.5"]  # every value under its own column
+    assert [r["train_R1"] for r in rows] == ["", "0.03", ""]
+    assert list(rows[0]) == ["epoch", "train_d_C", "valid_usdr", "train_R1"]
+
+
 def test_swap_state_restores_the_weights_even_when_the_block_raises():
     from engine.train.export import swap_state
 
