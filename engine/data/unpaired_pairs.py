@@ -11,6 +11,12 @@ The semi-supervised masking network (``engine/models/semisup.py``) trains on 0.8
 Each clip is read at 44.1 kHz with a margin, resampled with soxr and cut in the middle (no resampler edge in the
 clip); one channel of the stereo source, drawn at random, is the monaural signal (the paper's data is monaural).
 Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``.
+
+Unpaired clips are drawn again (from the same generator, so still a pure function of the index) while either is
+digitally silent, paired ones while the mixture is (peak below :data:`SILENT_PEAK`). Real pieces hold silent
+stretches, and a silent patch, constant after the network's compression, gives the network NaN gradients: a
+random-init generator's parameter gradient is NaN on a silent patch and finite on noise. One such S_C clip turned
+a semisup run's generator gradient norm from ~50 to inf in a single step (the NaN in the README).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from engine.data.unpaired import UnpairedSampler
 SOURCE_RATE = 44100
 #: Extra seconds read on each side of a clip before resampling.
 MARGIN_SECONDS = 0.02
+#: A clip whose peak is below this (-80 dBFS) is silent; unpaired clips are redrawn up to MAX_DRAWS times.
+SILENT_PEAK = 1e-4
+MAX_DRAWS = 16
 
 
 class _Clips(Dataset):
@@ -83,9 +92,13 @@ class UnpairedClips(_Clips):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self._rng(index)
-        mix, sources, _ = self.sampler.sample(rng)
-        channels = rng.integers(0, mix.shape[0], size=2)
-        return self._fit(mix, int(channels[0])), self._fit(sources[0], int(channels[1]))
+        for _ in range(MAX_DRAWS):
+            mix, sources, _ = self.sampler.sample(rng)
+            channels = rng.integers(0, mix.shape[0], size=2)
+            a, c = self._fit(mix, int(channels[0])), self._fit(sources[0], int(channels[1]))
+            if min(float(a.abs().max()), float(c.abs().max())) >= SILENT_PEAK:
+                break
+        return a, c
 
 
 class PairedClips(_Clips):
@@ -110,10 +123,13 @@ class PairedClips(_Clips):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = self._rng(index)
-        mixture, stems, _ = self.sampler.sample(rng)
-        channel = int(rng.integers(0, mixture.shape[0]))
-        vocals = self._fit(stems[0], channel)
-        accompaniment = self._fit(stems[1:].sum(axis=0), channel)
+        for _ in range(MAX_DRAWS):  # a silent mixture is drawn again; silent vocals are a fair target
+            mixture, stems, _ = self.sampler.sample(rng)
+            channel = int(rng.integers(0, mixture.shape[0]))
+            vocals = self._fit(stems[0], channel)
+            accompaniment = self._fit(stems[1:].sum(axis=0), channel)
+            if float((vocals + accompaniment).abs().max()) >= SILENT_PEAK:
+                break
         return vocals + accompaniment, vocals, accompaniment
 
 

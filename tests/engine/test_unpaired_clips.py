@@ -56,6 +56,26 @@ def test_unpaired_clips_are_mono_at_the_network_rate_independent_and_determinist
         ds[4]
 
 
+def test_silent_stretches_of_a_pool_never_become_clips(tmp_path):
+    # an instrumental and a mixture each digitally silent in one half
+    tail = np.zeros((2, 8 * 44100), dtype=np.float32)
+    tail[:, 4 * 44100 :] = _tone(2000, 4.0)
+    head = np.zeros((2, 8 * 44100), dtype=np.float32)
+    head[:, : 4 * 44100] = _tone(300, 4.0)
+    _write(tmp_path / "c" / "p0" / "instrumental.wav", tail)
+    _write(tmp_path / "a" / "m0" / "mixture.wav", head)
+    ds = UnpairedClips(tmp_path / "a", tmp_path / "c", samples_per_epoch=24, seed=0)
+    peaks = [(float(a.abs().max()), float(c.abs().max())) for a, c in (ds[i] for i in range(len(ds)))]
+    assert min(min(p) for p in peaks) > 1e-3  # three draws in four would have held a silent clip
+    assert torch.equal(ds[5][1], ds[5][1])  # still a pure function of the index
+    for stem, freq in (("vocals", 440), ("drums", 100), ("bass", 60), ("other", 1000)):  # a song silent in half
+        audio = np.zeros((2, 8 * 44100), dtype=np.float32)
+        audio[:, : 4 * 44100] = _tone(freq, 4.0)
+        _write(tmp_path / "train" / "t0" / f"{stem}.wav", audio)
+    paired = PairedClips(tmp_path, "train", samples_per_epoch=16, augment=False)
+    assert min(float(paired[i][0].abs().max()) for i in range(len(paired))) > 1e-3
+
+
 def test_paired_clips_sum_to_the_mixture(corpus):
     mixture, vocals, accompaniment = PairedClips(corpus, "train", samples_per_epoch=2, augment=False)[1]
     assert mixture.shape == (1, CLIP_SAMPLES)
