@@ -21,6 +21,7 @@ a semisup run's generator gradient norm from ~50 to inf in a single step (the Na
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,15 @@ class _Clips(Dataset):
             raise IndexError(index)
         return np.random.default_rng([self.seed, self.epoch, index])
 
+    def _until_heard(self, rng: np.random.Generator, draw: Callable[[np.random.Generator], tuple]) -> tuple:
+        """``draw(rng)`` -> ``(clips, heard)``, drawn again (up to :data:`MAX_DRAWS` times) while a clip of
+        ``heard`` is silent; returns the last ``clips``."""
+        for _ in range(MAX_DRAWS):
+            clips, heard = draw(rng)
+            if min(float(x.abs().max()) for x in heard) >= SILENT_PEAK:
+                break
+        return clips
+
     def _fit(self, audio: np.ndarray, channel: int) -> torch.Tensor:
         """One channel of ``audio`` ``(n_channels, n)`` at 44.1 kHz -> ``(1, n_samples)`` at ``samplerate``."""
         low = soxr.resample(np.ascontiguousarray(audio[channel]), SOURCE_RATE, self.samplerate, quality="HQ")
@@ -91,14 +101,13 @@ class UnpairedClips(_Clips):
         )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = self._rng(index)
-        for _ in range(MAX_DRAWS):
+        def draw(rng: np.random.Generator) -> tuple:
             mix, sources, _ = self.sampler.sample(rng)
             channels = rng.integers(0, mix.shape[0], size=2)
-            a, c = self._fit(mix, int(channels[0])), self._fit(sources[0], int(channels[1]))
-            if min(float(a.abs().max()), float(c.abs().max())) >= SILENT_PEAK:
-                break
-        return a, c
+            pair = self._fit(mix, int(channels[0])), self._fit(sources[0], int(channels[1]))
+            return pair, pair
+
+        return self._until_heard(self._rng(index), draw)
 
 
 class PairedClips(_Clips):
@@ -122,15 +131,14 @@ class PairedClips(_Clips):
         )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rng = self._rng(index)
-        for _ in range(MAX_DRAWS):  # a silent mixture is drawn again; silent vocals are a fair target
+        def draw(rng: np.random.Generator) -> tuple:
             mixture, stems, _ = self.sampler.sample(rng)
             channel = int(rng.integers(0, mixture.shape[0]))
             vocals = self._fit(stems[0], channel)
             accompaniment = self._fit(stems[1:].sum(axis=0), channel)
-            if float((vocals + accompaniment).abs().max()) >= SILENT_PEAK:
-                break
-        return vocals + accompaniment, vocals, accompaniment
+            return (vocals + accompaniment, vocals, accompaniment), (vocals + accompaniment,)  # silent vocals are fair
+
+        return self._until_heard(self._rng(index), draw)
 
 
 def unpaired_clips(mixtures: str | Path, instrumentals: str | Path, **kwargs: object) -> UnpairedClips:

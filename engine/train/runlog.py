@@ -31,8 +31,8 @@ class RunLog:
         rewrites the file once, atomically, with the header widened and the earlier rows' new cells empty."""
         header = self._header()
         if header is not None and set(row) - set(header):
-            self._widen(header + [key for key in row if key not in header])
-            header = self._header()
+            header = header + [key for key in row if key not in header]
+            self._widen(header)
         with open(self.csv_path, "a", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=header or list(row), restval="")
             if header is None:
