@@ -47,9 +47,9 @@ of the corpus; ``"real"``: ``unpaired/real_mixtures`` and ``$SHOTOKU_REAL/pools/
 ``instrumentals`` (explicit pool folders, relative to the corpus unless absolute), ``cross_domain``, ``gan_form``,
 ``lr_halve_every``, ``d_pretrain_steps``, ``d_lr`` (the discriminators' Adam rate, default the generator's),
 ``init_from`` (a finished ``semisup`` run folder whose best weights start ``g``), ``discriminator`` (``channels``,
-``n_scales``), ``supervised`` (true: the supervised twin, see :meth:`SemisupObjective.supervised_step`), ``validate`` (false: no validation) and ``valid_split`` (default
-the paired ``valid`` split; ``valid_realacc``: songs over real accompaniment), used only to pick
-``best.safetensors``, never in a gradient.
+``n_scales``), ``supervised`` (true: the supervised twin, see :meth:`SemisupObjective.supervised_step`),
+``validate`` (false: no validation) and ``valid_split`` (default the paired ``valid`` split; ``valid_realacc``:
+songs over real accompaniment), used only to pick ``best.safetensors``, never in a gradient.
 """
 
 from __future__ import annotations
