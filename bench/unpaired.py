@@ -1,7 +1,7 @@
 """Tables in the shape of the semi-supervised paper's Table 1 and Table 3, from trained runs.
 
 Table 1 (methods): semi-supervised NMF, GAN-only masking, NES, the semi-supervised masking network (trained on the
-synthetic pools and, if run, on the real pools), its supervised twin, our supervised default model, the IRM
+synthetic pools and, if run, on the real pools and on the shared-piece pools), its supervised twin, our supervised default model, the IRM
 oracle, and the band-limit ceiling (the true vocals through the network's 20480 Hz band and back: what assigning
 everything above 10.24 kHz to the accompaniment costs at best). Table 3 (ablation): the method and its runs
 without R1, R2, R3, R4, GAN_A, GAN_C and both GANs, each trained with the same budget.
@@ -24,6 +24,7 @@ A run is ``RUNS/<name>/{config.json, best.safetensors}``
 Usage::
 
     .venv/bin/python bench/unpaired.py --data corpus --check /work/data/check --seconds 30 --threads 1
+    .venv/bin/python bench/unpaired.py --tables 1 --rows semisup-shared @irm ...   # only those Table 1 rows
     .venv/bin/python bench/unpaired.py --smoke          # tiny random models on generated songs (seconds)
 """
 
@@ -49,6 +50,7 @@ TABLE1 = [
     ("Ours (semi-supervised)", "semisup"),
     ("Ours, real pools", "semisup-real"),
     ("Ours, real pools, discriminators first", "semisup-real-dpre"),
+    ("Ours, shared-piece pools", "semisup-shared"),
     ("Supervised twin", "semisup-supervised"),
     ("Our supervised default", "@default"),
     ("IRM oracle", "@irm"),
@@ -270,6 +272,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tracks", type=int, default=0, help="at most this many tracks per set (0: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tables", nargs="+", default=["1", "3"], choices=["1", "3"])
+    parser.add_argument("--rows", nargs="+", default=None, metavar="RUN",
+                        help="only these Table 1 rows, by run name (e.g. semisup-shared @irm)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file of every score")
     parser.add_argument("--smoke", action="store_true", help="tiny random models on generated songs")
     args = parser.parse_args(argv)
@@ -277,13 +281,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="unpaired-smoke-") as scratch:
-        table1 = TABLE1
+        table1 = TABLE1 if args.rows is None else [row for row in TABLE1 if row[1] in args.rows]
+        if args.rows is not None and len(table1) != len(set(args.rows)):
+            parser.error(f"--rows: not a Table 1 row: {sorted(set(args.rows) - {row[1] for row in TABLE1})}")
         if args.smoke:
             args.data, args.check, args.runs = _smoke_inputs(Path(scratch))
             args.seconds = 0.0
             FILTERS_LEN["value"] = 32  # the smoke checks the shapes, not museval's numbers
             table1 = [
-                row for row in TABLE1 if row[1] != "@default"
+                row for row in table1 if row[1] != "@default"
             ]  # the shipped model is not what is smoked
         sets = {"synthetic test": list(synthetic_tracks(args.data, args.seconds, args.tracks))}
         if args.check is not None:

@@ -5,6 +5,12 @@ The semi-supervised masking network (``engine/models/semisup.py``) trains on 0.8
 - :func:`unpaired_clips`: item ``i`` is ``(a (1, n), c (1, n))``, a clip of a mixture of S_A and a clip of an
   instrumental recording of S_C, drawn independently (:class:`engine.data.unpaired.UnpairedSampler`), so a mixture
   never comes with its own accompaniment;
+- :class:`SharedPieceClips`: item ``i`` is ``(a (1, n), c (1, n))`` from songs over real accompaniment
+  (``train_realacc``): ``a`` a clip of a song's mixture, ``c`` a clip of a song's accompaniment alone, both songs
+  drawn independently, and the two never from the same stretch of time: each song is cut into blocks of
+  ``block_seconds``, mixtures are read from even blocks and accompaniments from odd ones. The voice is then the only
+  thing that tells S_A from S_C (the pieces are the same), as in "Learn from my music", where mixtures and
+  instrument-only passages come from the same songs; a mixture still never meets its own accompaniment;
 - :func:`paired_clips`: item ``i`` is ``(mixture (1, n), vocals (1, n), accompaniment (1, n))`` from the paired
   ``train`` split (:class:`engine.data.musdb.ChunkSampler`), for the supervised twin.
 
@@ -25,12 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import soxr
 import torch
 from torch.utils.data import Dataset
 
 from engine.data.musdb import ChunkSampler
 from engine.data.unpaired import UnpairedSampler
+from engine.errors import DatasetError
 
 #: The corpus rate the pools are read at.
 SOURCE_RATE = 44100
@@ -105,6 +113,55 @@ class UnpairedClips(_Clips):
             mix, sources, _ = self.sampler.sample(rng)
             channels = rng.integers(0, mix.shape[0], size=2)
             pair = self._fit(mix, int(channels[0])), self._fit(sources[0], int(channels[1]))
+            return pair, pair
+
+        return self._until_heard(self._rng(index), draw)
+
+
+class SharedPieceClips(_Clips):
+    """``(a (1, n_samples), c (1, n_samples))`` float32 at ``samplerate``: a mixture clip from an even block and an
+    accompaniment clip from an odd block of independently drawn songs of ``root/split`` (each
+    ``<track>/{mixture,accompaniment}.wav`` at 44.1 kHz)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train_realacc",
+        block_seconds: float = 4.0,
+        n_samples: int = 16320,
+        samplerate: int = 20480,
+        samples_per_epoch: int = 256,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(n_samples, samplerate, samples_per_epoch, seed)
+        folder = Path(root) / split
+        if not folder.is_dir():
+            raise DatasetError(folder, "no such folder (songs over real accompaniment: `shotoku dataset synth --real`)")
+        self.block = int(round(block_seconds * SOURCE_RATE))
+        self.read = int(np.ceil(self.read_seconds * SOURCE_RATE))
+        if self.block < self.read:
+            raise DatasetError(folder, f"block_seconds {block_seconds} is shorter than one clip")
+        self.tracks: list[tuple[Path, Path, int]] = []
+        for track in sorted(p for p in folder.iterdir() if p.is_dir()):
+            mixture, accompaniment = track / "mixture.wav", track / "accompaniment.wav"
+            if mixture.is_file() and accompaniment.is_file():
+                frames = min(sf.info(str(mixture)).frames, sf.info(str(accompaniment)).frames)
+                if frames >= 2 * self.block:
+                    self.tracks.append((mixture, accompaniment, frames // self.block))
+        if not self.tracks:
+            raise DatasetError(folder, f"no song with mixture.wav and accompaniment.wav of at least {2 * block_seconds} s")
+
+    def _clip(self, rng: np.random.Generator, parity: int) -> torch.Tensor:
+        mixture, accompaniment, n_blocks = self.tracks[int(rng.integers(0, len(self.tracks)))]
+        block = 2 * int(rng.integers(0, (n_blocks - parity + 1) // 2)) + parity
+        start = block * self.block + int(rng.integers(0, self.block - self.read + 1))
+        path = mixture if parity == 0 else accompaniment
+        data, _ = sf.read(str(path), start=start, frames=self.read, dtype="float32", always_2d=True)
+        return self._fit(data.T, int(rng.integers(0, data.shape[1])))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        def draw(rng: np.random.Generator) -> tuple:
+            pair = self._clip(rng, 0), self._clip(rng, 1)
             return pair, pair
 
         return self._until_heard(self._rng(index), draw)

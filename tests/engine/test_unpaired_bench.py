@@ -39,3 +39,18 @@ def test_smoke_prints_both_tables_with_trained_missing_and_reference_rows(tmp_pa
     printed = capsys.readouterr().out
     assert "| approach | synthetic test vocals SDR |" in printed and "| w/o GAN_A & GAN_C |" in printed
     assert json.loads((tmp_path / "scores.json").read_text())["table3"]["w/o R1"]["synthetic test"] is None
+
+
+def test_rows_selects_table1_rows_by_run_name_and_refuses_unknown_ones(capsys):
+    import pytest
+
+    bench = _bench()
+    threads = torch.get_num_threads()
+    try:
+        results = bench.main(["--smoke", "--tables", "1", "--rows", "nmf", "@irm"])
+        with pytest.raises(SystemExit):
+            bench.main(["--smoke", "--tables", "1", "--rows", "nmf", "semisup-nowhere"])
+    finally:
+        torch.set_num_threads(threads)
+    assert list(results["table1"]) == ["NMF", "IRM oracle"]
+    assert "semisup-nowhere" in capsys.readouterr().err

@@ -134,3 +134,36 @@ def test_validation_excerpts_have_vocals_and_accompaniment_of_either_kind(corpus
     [(_, mixture, refs)] = _objective(valid_split="valid_realacc").valid_tracks(corpus)
     assert np.allclose(refs[1], _tone(3000)[:, : 44100 * 10][:, : refs.shape[-1]])
     assert _objective(validate=False).valid_tracks(corpus) == []
+
+
+def _blocks(freqs: list[float], seconds: float) -> np.ndarray:
+    return np.concatenate([_tone(f, seconds) for f in freqs], axis=1)
+
+
+def test_shared_piece_clips_take_mixtures_and_accompaniments_of_the_same_songs_at_other_times(tmp_path):
+    from engine.data.unpaired_pairs import SharedPieceClips
+
+    for i in range(2):  # block k of song i holds one tone in the mixture and another in the accompaniment
+        track = tmp_path / "train_realacc" / f"s{i}"
+        _write(track / "mixture.wav", _blocks([300 + 100 * k + 20 * i for k in range(4)], 1.0))
+        _write(track / "accompaniment.wav", _blocks([3000 + 100 * k + 20 * i for k in range(4)], 1.0))
+        _write(track / "vocals.wav", _blocks([300.0] * 4, 1.0))
+    ds = SharedPieceClips(tmp_path, block_seconds=1.0, samples_per_epoch=40, seed=3)
+    freqs = np.fft.rfftfreq(CLIP_SAMPLES, 1 / NETWORK_RATE)
+    blocks_a, blocks_c, songs = set(), set(), set()
+    for index in range(len(ds)):
+        a, c = ds[index]
+        fa, fc = freqs[np.abs(np.fft.rfft(a[0].numpy())).argmax()], freqs[np.abs(np.fft.rfft(c[0].numpy())).argmax()]
+        assert fa < 1000 < fc  # a from a mixture, c from an accompaniment
+        blocks_a.add(round((fa - 300) / 100))
+        blocks_c.add(round((fc - 3000) / 100))
+        songs.add(round((fa - 300) / 20) % 5)
+    assert blocks_a == {0, 2} and blocks_c == {1, 3}  # never the same stretch of time
+    assert songs == {0, 1}
+    assert torch.equal(ds[7][1], SharedPieceClips(tmp_path, block_seconds=1.0, samples_per_epoch=40, seed=3)[7][1])
+    a, c = _objective(pool="shared", block_seconds=1.0).train_dataset(tmp_path)[0]
+    assert a.shape == c.shape == (1, CLIP_SAMPLES)
+    with pytest.raises(DatasetError, match="no such folder"):
+        SharedPieceClips(tmp_path, split="valid_realacc")
+    with pytest.raises(DatasetError, match="shorter than one clip"):
+        SharedPieceClips(tmp_path, block_seconds=0.5)

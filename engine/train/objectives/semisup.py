@@ -43,7 +43,10 @@ Readings where the paper is silent or ambiguous (also in ``configs/semisup.json`
 
 ``objective_args``: ``weights`` (per term, default above), ``without`` (terms to drop: ``R1``..``R4``, ``GAN_A``,
 ``GAN_C``; the Table 3 rows), ``pool`` (``"synthetic"``: ``unpaired/mixtures`` and ``unpaired/*/instrumental.wav``
-of the corpus; ``"real"``: ``unpaired/real_mixtures`` and ``$SHOTOKU_REAL/pools/unpaired_c``), ``mixtures`` /
+of the corpus; ``"real"``: ``unpaired/real_mixtures`` and ``$SHOTOKU_REAL/pools/unpaired_c``; ``"shared"``: the
+mixtures and, at other times, the accompaniments of the same songs over real accompaniment,
+:class:`engine.data.unpaired_pairs.SharedPieceClips` of ``shared_split`` (default ``train_realacc``) in blocks of
+``block_seconds`` (default 4)), ``mixtures`` /
 ``instrumentals`` (explicit pool folders, relative to the corpus unless absolute), ``cross_domain``, ``gan_form``,
 ``lr_halve_every``, ``d_pretrain_steps``, ``d_lr`` (the discriminators' Adam rate, default the generator's),
 ``init_from`` (a finished ``semisup`` run folder whose best weights start ``g``), ``discriminator`` (``channels``,
@@ -301,6 +304,9 @@ class SemisupObjective(Objective):
         pool = args.get("pool", "synthetic")
         if pool == "synthetic":
             mixtures, instrumentals = "unpaired/mixtures", "unpaired"
+        elif pool == "shared":
+            split = Path(data_dir) / str(args.get("shared_split", "train_realacc"))
+            return split, split
         elif pool == "real":
             real = os.environ.get("SHOTOKU_REAL")
             if not real and "instrumentals" not in args:
@@ -314,13 +320,13 @@ class SemisupObjective(Objective):
                 str(Path(real or ".") / "pools" / "unpaired_c"),
             )
         else:
-            raise DatasetError(None, f"objective_args.pool must be 'synthetic' or 'real', not {pool!r}")
+            raise DatasetError(None, f"objective_args.pool must be 'synthetic', 'real' or 'shared', not {pool!r}")
         mixtures = args.get("mixtures", mixtures)
         instrumentals = args.get("instrumentals", instrumentals)
         return Path(data_dir) / mixtures, Path(data_dir) / instrumentals  # an absolute path stays itself
 
     def train_dataset(self, data_dir: Path) -> Dataset:
-        from engine.data.unpaired_pairs import PairedClips, UnpairedClips
+        from engine.data.unpaired_pairs import PairedClips, SharedPieceClips, UnpairedClips
 
         settings = self.config.train
         rate = self.model.network_rate
@@ -332,6 +338,17 @@ class SemisupObjective(Objective):
                 rate,
                 settings.samples_per_epoch,
                 settings.augment,
+                settings.seed,
+            )
+        args = self.config.objective_args
+        if args.get("pool") == "shared":
+            return SharedPieceClips(
+                data_dir,
+                str(args.get("shared_split", "train_realacc")),
+                float(args.get("block_seconds", 4.0)),
+                CLIP_SAMPLES,
+                rate,
+                settings.samples_per_epoch,
                 settings.seed,
             )
         mixtures, instrumentals = self.pools(data_dir)
