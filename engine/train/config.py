@@ -47,7 +47,8 @@ class TrainSettings:
     valid_tracks: int = 4
     valid_seconds: float = 10.0
     # supervised objective: "auto" (the estimator's domain for a MaskSeparator, else waveform), "magnitude" (MSE on
-    # |STFT|), "complex" (L1 on real/imag + L1 on the waveform) or "waveform" (L1 on the waveform)
+    # |STFT|), "complex" (L1 on real/imag + L1 on the waveform), "waveform" (L1 on the waveform) or "snr" (the
+    # thresholded negative SNR of the waveforms, engine.train.losses.thresholded_snr)
     loss: str = "auto"
     augment: bool = True
     amp: bool = False

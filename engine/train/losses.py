@@ -21,11 +21,39 @@ from torch import Tensor, nn
 from engine.dsp.stft import istft
 
 #: Loss domains of the supervised objective (``TrainSettings.loss`` also accepts ``"auto"``).
-LOSS_DOMAINS = ("magnitude", "complex", "waveform")
+LOSS_DOMAINS = ("magnitude", "complex", "waveform", "snr")
+#: The soft SNR ceiling of :func:`thresholded_snr` (MixIT's 30 dB).
+SNR_MAX_DB = 30.0
+
+
+def thresholded_snr(estimates: Tensor, references: Tensor, mixture: Tensor, snr_max_db: float = SNR_MAX_DB) -> Tensor:
+    """Negative SNR with a soft ceiling (Wisdom et al. 2020, MixIT, eq. 5) per example and reference, in dB.
+
+    ``10 log10(|s - s_hat|^2 + tau |s|^2 + tau |x|^2) - 10 log10(|s|^2 + tau |x|^2)``, ``tau = 10^(-snr_max/10)``,
+    sums over channels and samples. The first term is MixIT's loss; the ``tau |x|^2`` terms keep a silent
+    reference finite (MixIT's rule for silent references) and the subtraction, which has no gradient, only shifts
+    the value so that a silent estimate scores 0 dB whatever the reference's level. Why this beside the L1 losses:
+    the best gain of a constant mask under L1 is a weighted median of ``s / x`` over bins, which is 0 for a stem
+    silent in most bins (sparse stems: silence is an attractor), while under this squared error it is the least
+    squares gain ``<s, x> / |x|^2``, positive whenever the stem is in the mixture.
+
+    Args:
+        estimates, references: ``(n_batch, n_terms, n_channels, n_samples)``.
+        mixture: ``(n_batch, n_channels, n_samples)``.
+
+    Returns:
+        ``(n_batch, n_terms)`` float32.
+    """
+    tau = 10.0 ** (-snr_max_db / 10.0)
+    references = references.float()
+    power = references.square().flatten(2).sum(dim=2)
+    floor = tau * mixture.float().square().flatten(1).sum(dim=1, keepdim=True)
+    error = (references - estimates.float()).square().flatten(2).sum(dim=2)
+    return 10.0 * torch.log10(error + tau * power + floor) - 10.0 * torch.log10(power + floor)
 
 
 def loss_domain(model: nn.Module, setting: str = "auto") -> str:
-    """The supervised loss domain of ``model``: ``"magnitude"``, ``"complex"`` or ``"waveform"``.
+    """The supervised loss domain of ``model``: ``"magnitude"``, ``"complex"``, ``"waveform"`` or ``"snr"``.
 
     ``"auto"`` is the estimator's ``domain`` for a model with an ``estimator`` (a MaskSeparator; ``"magnitude"``
     when the estimator names none), else ``"waveform"``. An explicit spectral setting must match the estimator.
@@ -36,6 +64,10 @@ def loss_domain(model: nn.Module, setting: str = "auto") -> str:
         return own or "waveform"
     if setting not in LOSS_DOMAINS:
         raise ValueError(f"unknown loss {setting!r}: use auto, {', '.join(LOSS_DOMAINS)}")
+    if setting == "snr":
+        if own == "magnitude":
+            raise ValueError(f"the estimator of {type(model).__name__} estimates magnitudes: the SNR loss needs waveforms")
+        return setting
     if setting != "waveform":
         if own is None:
             raise ValueError(f"{type(model).__name__} has no spectrogram estimator; use the waveform loss")
@@ -57,7 +89,8 @@ def separation_loss(
             magnitudes ``(n_batch, n_stems, n_channels, n_bins, n_frames)`` (Open-Unmix, MMDenseNet, DeepConvSep);
             ``"complex"``: mean absolute error of the real parts plus that of the imaginary parts of the estimated
             spectrograms, plus the mean absolute error between their inverse STFT and the reference waveforms
-            (Luo & Yu's band-split RNN loss); ``"waveform"``: L1 between waveforms (Wave-U-Net, WaveNet).
+            (Luo & Yu's band-split RNN loss); ``"waveform"``: L1 between waveforms (Wave-U-Net, WaveNet);
+            ``"snr"``: :func:`thresholded_snr` of the waveforms (of the inverse STFT for a complex estimator).
         network: the module to run, possibly wrapped by DDP or ``torch.compile`` (default: ``model.estimator``
             for the spectral domains, ``model`` for the waveform).
 
@@ -93,8 +126,10 @@ def term_losses(
         weights = combine.to(device=estimates.device, dtype=estimates.dtype)
         return torch.einsum("ij,bj...->bi...", weights, estimates)
 
-    if domain == "waveform":
+    if domain == "waveform" or (domain == "snr" and getattr(model, "estimator", None) is None):
         run = network if network is not None else model
+        if domain == "snr":
+            return thresholded_snr(mixed(run(mixture).float()), references, mixture)
         error = (mixed(run(mixture).float()) - references.float()).abs()
         return error.flatten(2).mean(dim=2)
     run = network if network is not None else model.estimator
@@ -109,6 +144,8 @@ def term_losses(
         target = model.spectrogram(references.float())
     estimates = run(mix_spec).to(torch.complex64)
     audio = mixed(istft(estimates, references.shape[-1], model.n_fft, model.hop_length))  # linear: sum after
+    if domain == "snr":
+        return thresholded_snr(audio, references, mixture)
     parts = (torch.view_as_real(mixed(estimates)) - torch.view_as_real(target)).abs()  # (b, i, c, f, t, re/im)
     spectral = parts.flatten(2, -2).mean(dim=2).sum(dim=-1)  # MAE of the real parts + MAE of the imaginary parts
     return spectral + (audio - references.float()).abs().flatten(2).mean(dim=2)

@@ -430,6 +430,43 @@ def test_complex_estimators_train_on_real_imag_and_waveform_l1():
     assert model.estimator.gain.grad is not None
 
 
+def test_the_thresholded_snr_loss_does_not_hold_a_model_at_silence():
+    from engine.models.catalogue import build_model
+    from engine.models.masking import MaskSeparator, SpectrogramFormat
+    from engine.train.losses import loss_domain, separation_loss, term_losses, thresholded_snr
+
+    rng = np.random.default_rng(2)
+    stems = torch.from_numpy(_stems(rng, 4096))[None]
+    mixture = stems.sum(dim=1)
+    exact = thresholded_snr(stems, stems, mixture)
+    silent = thresholded_snr(torch.zeros_like(stems), stems, mixture)
+    assert exact.shape == (1, 4) and torch.all(exact < -10) and torch.all(exact > -30.1)  # the ceiling
+    assert torch.all(silent.abs() < 0.01)
+    quiet = torch.zeros_like(stems)
+    quiet[:, 0] = stems[:, 0]
+    assert torch.isfinite(thresholded_snr(quiet, quiet, mixture)).all()  # silent references stay finite
+
+    class ComplexGain(nn.Module):
+        domain = "complex"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.gain = nn.Parameter(torch.zeros(4))
+
+        def forward(self, spec):
+            return spec[:, None] * self.gain[None, :, None, None, None]
+
+    model = MaskSeparator(ComplexGain(), SpectrogramFormat(tuple(SOURCES), SAMPLERATE, 2, 256, 64), segment_seconds=0.2)
+    assert loss_domain(model, "snr") == "snr"
+    separation_loss(model, mixture, stems, "snr").backward()
+    assert torch.all(model.estimator.gain.grad < 0)  # from silence every gain is pushed up: no attractor there
+    waveunet = build_model("waveunet", {"sources": SOURCES, **TINY["waveunet"]})
+    assert loss_domain(waveunet, "snr") == "snr"
+    assert term_losses(waveunet, mixture, stems, "snr").shape == (1, 4)
+    with pytest.raises(ValueError, match="needs waveforms"):
+        loss_domain(build_model("mmdensenet", {"sources": SOURCES, **TINY["mmdensenet"]}), "snr")
+
+
 def test_cli_refuses_a_config_of_another_model(tmp_path, capsys):
     from engine.cli import main
 

@@ -61,7 +61,8 @@ class SupervisedObjective(Objective):
     def setup(self, runtime: Runtime) -> None:
         settings = self.config.train
         self.model.to(runtime.device)
-        trained = self.model if self.domain == "waveform" else self.model.estimator
+        whole = self.domain == "waveform" or getattr(self.model, "estimator", None) is None
+        trained = self.model if whole else self.model.estimator
         self.network = runtime.wrap(trained)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
