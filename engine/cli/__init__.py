@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import signal
 import sys
@@ -66,14 +67,21 @@ def say(message: str, stream=None) -> None:
 @contextmanager
 def _signals_raise() -> Iterator[None]:
     """While the command runs, SIGTERM/SIGHUP raise :class:`Terminated` in the main thread (once: a second signal
-    during the cleanup is ignored). Restores the previous handlers (``main`` may run inside another program)."""
+    during the cleanup is ignored). Restores the previous handlers (``main`` may run inside another program). A
+    forked worker inherits the handler; there the signal keeps its default action (the worker ends quietly, as
+    ``multiprocessing.Pool.terminate`` expects, instead of printing a traceback of :class:`Terminated`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     previous = {}
+    owner = os.getpid()
 
     def handler(signum: int, _frame: object) -> None:
+        if os.getpid() != owner:  # a forked child: die of the signal, as without the handler
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         for name in names:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
         raise Terminated(signal.Signals(signum).name)

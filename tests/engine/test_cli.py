@@ -411,6 +411,31 @@ def test_sigterm_handling_is_restored_after_main(tmp_path, capsys):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_forked_worker_dies_of_sigterm_quietly_instead_of_raising():
+    import multiprocessing
+    import signal
+
+    from engine.cli import _signals_raise
+
+    context = multiprocessing.get_context("fork")
+    with _signals_raise():
+        ready = context.Event()
+        worker = context.Process(target=_wait_forever, args=(ready,))
+        worker.start()
+        assert ready.wait(60)
+        worker.terminate()  # what multiprocessing.Pool.terminate does to its workers
+        worker.join(60)
+    assert worker.exitcode == -signal.SIGTERM  # killed by the signal: no Terminated traceback, exit code 1
+
+
+def _wait_forever(ready) -> None:  # noqa: ANN001
+    import time
+
+    ready.set()
+    while True:
+        time.sleep(0.1)
+
+
 def test_a_long_song_at_another_rate_is_resampled_through_a_file_as_in_memory(monkeypatch, tmp_path):
     """The streamed resampling of long inputs (into an unlinked file) gives what the in-memory one gives."""
     from engine.separation import separator as separator_module
