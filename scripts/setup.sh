@@ -14,7 +14,7 @@ APT_PACKAGES=(
   stress-ng                                           # scripts/test_busy.sh: the tests with every core kept busy
   fluidsynth fluid-soundfont-gm espeak-ng             # training data: instruments and sung vocals
   festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k   # a second voice engine (~9 MB)
-  xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 libxcb-randr0
+  xvfb xauth xdotool libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 libxcb-randr0
   libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libxcb-xkb1 libegl1 libgl1 libfontconfig1 libdbus-1-3
 )
 
