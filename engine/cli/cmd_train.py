@@ -37,6 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--samples-per-epoch", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall-clock time")
+    p.add_argument("--max-cpu-minutes", type=float, default=None,
+                   help="stop after this much CPU time over the whole run (resumes included; raise it to continue)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile")
@@ -54,6 +56,7 @@ def _apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConf
         "lr": args.lr,
         "samples_per_epoch": args.samples_per_epoch,
         "max_minutes": args.max_minutes,
+        "max_cpu_minutes": args.max_cpu_minutes,
         "threads": args.threads,
         "amp": args.amp,
         "compile": args.compile,

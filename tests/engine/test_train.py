@@ -474,3 +474,15 @@ def test_cli_refuses_a_config_of_another_model(tmp_path, capsys):
     config_path.write_text(json.dumps(_config("mmdensenet").to_json()))
     assert main(["train", "waveunet", "--data", str(tmp_path), "--config", str(config_path)]) == 2
     assert "is for 'mmdensenet', not 'waveunet'" in capsys.readouterr().err
+
+
+def test_the_cli_raises_a_runs_cpu_budget_so_a_finished_run_can_continue():
+    from engine.cli import build_parser
+    from engine.cli.cmd_train import _apply_overrides
+    from engine.train.config import default_config
+
+    args = build_parser().parse_args(["train", "semisup-shared", "--data", "corpus", "--max-cpu-minutes", "90"])
+    config = _apply_overrides(default_config("semisup-shared"), args)
+    assert config.train.max_cpu_minutes == 90.0
+    kept = _apply_overrides(default_config("semisup-shared"), build_parser().parse_args(["train", "x", "--data", "c"]))
+    assert kept.train.max_cpu_minutes == 40.0  # the config's own budget when the flag is not given
