@@ -6,7 +6,8 @@ MUMS table), plus the blind VAE on songs.
   on training-side mixtures (clips of the paired ``train`` split: our unpaired mixture pool ships no stems, so the
   paper's "training mixtures" column is scored on songs of the training distribution) and on held-out mixtures
   (the ``test`` split). Rows: ``udt``, ``udt-supervised``, and the IRM oracle of the same STFT.
-- **MUMS table** (slides, p. 14): SI-SDR, SIR, SAR (rows) of AE, VAE, VAEM, NMF, MixIT, IBM, IRM (columns),
+- **MUMS table** (slides, p. 14): SI-SDR, SIR, SAR (rows) of AE, VAE, VAEM, NMF, MixIT, IBM, IRM (columns), and
+  the mixture itself (``mixture / K`` for every source: what a separator must beat; not in the slides),
   medians over test mixtures of two GM instruments (``engine.data.gm_pairs``, test sources never seen in
   training), estimates matched to the references by the best permutation (MixIT's ``M`` outputs by the best
   many-to-one grouping). NMF: Itakura-Saito NMF (Févotte, Bertin & Durrieu 2009) of each mixture with ``K``
@@ -44,7 +45,7 @@ FIGURE3 = [("UDT", "udt"), ("Supervised twin", "udt-supervised"), ("IRM oracle",
 #: Figure 3 for the second target (``--target bass``): runs of ``configs/udt-bass*.json``.
 FIGURE3_BASS = [("UDT", "udt-bass"), ("Supervised twin", "udt-bass-supervised"), ("IRM oracle", "@irm")]
 TARGET_GROUPS = {"vocals": [("vocals",), ("drums", "bass", "other")], "bass": [("bass",), ("vocals", "drums", "other")]}
-MUMS = [("AE", "vaebss-ae"), ("VAE", "vaebss"), ("VAEM", "vaebss+vaem"), ("NMF", "@nmf"), ("MixIT", "mixit"),
+MUMS = [("Mixture", "@half"), ("AE", "vaebss-ae"), ("VAE", "vaebss"), ("VAEM", "vaebss+vaem"), ("NMF", "@nmf"), ("MixIT", "mixit"),
         ("IBM", "@ibm"), ("IRM", "@irm")]
 SONG_GROUPS = {
     2: [("vocals",), ("drums", "bass", "other")],
@@ -181,6 +182,8 @@ def from_run(source: str, runs: Path) -> tuple[Estimate | None, str]:
 
 
 def estimator(source: str, runs: Path, n_fft: int, hop: int, k: int) -> tuple[Estimate | None, str]:
+    if source == "@half":
+        return (lambda mixture, references: np.stack([mixture / k] * k)), "no separation: mixture / K for each"
     if source in ("@irm", "@ibm"):
         return oracle(source[1:], n_fft, hop), "oracle"
     if source == "@nmf":

@@ -29,11 +29,12 @@ def test_smoke_prints_the_three_tables_with_trained_missing_and_oracle_rows(tmp_
             assert all(math.isfinite(figure3[label][set_name][m]["median"]) for m in bench.METRICS)
     assert list(mums) == [label for label, _ in bench.MUMS]
     assert mums["MixIT"]["SI-SDR"] is None and "not trained" in mums["MixIT"]["note"]
+    assert mums["Mixture"]["SI-SDR"] < mums["IRM"]["SI-SDR"] - 10  # no separation is the floor
     assert mums["IRM"]["SI-SDR"] > 15 and all(math.isfinite(mums[k]["SIR"]) for k in ("AE", "VAE", "VAEM", "NMF"))
     assert set(songs) == {2, 3, 4} and songs[3]["VAEM K=3"]["SI-SDR"] is None
     assert math.isfinite(songs[2]["VAEM K=2"]["SI-SDR"])
     printed = capsys.readouterr().out
-    assert "| metric | AE | VAE | VAEM | NMF | MixIT | IBM | IRM |" in printed
+    assert "| metric | Mixture | AE | VAE | VAEM | NMF | MixIT | IBM | IRM |" in printed
     assert "| approach | set | n | SI-SDR box |" in printed
     saved = json.loads((tmp_path / "scores.json").read_text())
     assert saved["mums"]["MixIT"]["note"].startswith("not trained")
