@@ -80,6 +80,10 @@ class _Clips(Dataset):
                 break
         return clips
 
+    def _heard_pair(self, index: int, draw: Callable[[np.random.Generator], tuple]) -> tuple:
+        """Item ``index`` of a set of ``(a, c)`` pairs: ``draw(rng) -> (a, c)``, drawn again while either is silent."""
+        return self._until_heard(self._rng(index), lambda rng: (pair := draw(rng), pair))
+
     def _fit(self, audio: np.ndarray, channel: int) -> torch.Tensor:
         """One channel of ``audio`` ``(n_channels, n)`` at 44.1 kHz -> ``(1, n_samples)`` at ``samplerate``."""
         low = soxr.resample(np.ascontiguousarray(audio[channel]), SOURCE_RATE, self.samplerate, quality="HQ")
@@ -112,10 +116,9 @@ class UnpairedClips(_Clips):
         def draw(rng: np.random.Generator) -> tuple:
             mix, sources, _ = self.sampler.sample(rng)
             channels = rng.integers(0, mix.shape[0], size=2)
-            pair = self._fit(mix, int(channels[0])), self._fit(sources[0], int(channels[1]))
-            return pair, pair
+            return self._fit(mix, int(channels[0])), self._fit(sources[0], int(channels[1]))
 
-        return self._until_heard(self._rng(index), draw)
+        return self._heard_pair(index, draw)
 
 
 class SharedPieceClips(_Clips):
@@ -160,11 +163,7 @@ class SharedPieceClips(_Clips):
         return self._fit(data.T, int(rng.integers(0, data.shape[1])))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        def draw(rng: np.random.Generator) -> tuple:
-            pair = self._clip(rng, 0), self._clip(rng, 1)
-            return pair, pair
-
-        return self._until_heard(self._rng(index), draw)
+        return self._heard_pair(index, lambda rng: (self._clip(rng, 0), self._clip(rng, 1)))
 
 
 class PairedClips(_Clips):
