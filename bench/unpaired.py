@@ -1,10 +1,10 @@
 """Tables in the shape of the semi-supervised paper's Table 1 and Table 3, from trained runs.
 
 Table 1 (methods): the mixture itself (half to each stem: what a separator must beat; NES starts there),
-semi-supervised NMF, GAN-only masking, NES, the semi-supervised masking network (trained on the
-synthetic pools and, if run, on the real pools and on the shared-piece pools), its supervised twin, our supervised default model, the IRM
-oracle, and the band-limit ceiling (the true vocals through the network's 20480 Hz band and back: what assigning
-everything above 10.24 kHz to the accompaniment costs at best). Table 3 (ablation): the method and its runs
+semi-supervised NMF, GAN-only masking, NES, the semi-supervised masking network (trained on the synthetic pools
+and, if run, on the real pools and on the shared-piece pools), its supervised twin, our supervised default model,
+the IRM oracle, and the band-limit ceiling (the true vocals through the network's 20480 Hz band and back: what
+assigning everything above 10.24 kHz to the accompaniment costs at best). Table 3 (ablation): the method and its runs
 without R1, R2, R3, R4, GAN_A, GAN_C and both GANs, each trained with the same budget.
 
 Each row is median SDR and SIR of the vocals (and SDR of the accompaniment) over tracks, BSS Eval v4 with

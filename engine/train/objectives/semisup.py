@@ -299,7 +299,8 @@ class SemisupObjective(Objective):
 
     # -- data ------------------------------------------------------------------------------------------------------
     def pools(self, data_dir: Path) -> tuple[Path, Path]:
-        """The S_A folder (mixtures) and the S_C folder (``instrumental.wav|flac`` files) for ``data_dir``."""
+        """The S_A folder (mixtures) and the S_C folder (``instrumental.wav|flac`` files) for ``data_dir``; for the
+        ``"shared"`` pool both are the one split of songs whose mixtures and accompaniments they are."""
         args = self.config.objective_args
         pool = args.get("pool", "synthetic")
         if pool == "synthetic":
@@ -341,17 +342,17 @@ class SemisupObjective(Objective):
                 settings.seed,
             )
         args = self.config.objective_args
-        if args.get("pool") == "shared":
+        mixtures, instrumentals = self.pools(data_dir)
+        if args.get("pool") == "shared":  # one split holds both pools
             return SharedPieceClips(
-                data_dir,
-                str(args.get("shared_split", "train_realacc")),
+                mixtures.parent,
+                mixtures.name,
                 float(args.get("block_seconds", 4.0)),
                 CLIP_SAMPLES,
                 rate,
                 settings.samples_per_epoch,
                 settings.seed,
             )
-        mixtures, instrumentals = self.pools(data_dir)
         return UnpairedClips(
             mixtures,
             instrumentals,
