@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup.sh
 
 run: setup
-	.venv/bin/shotoku
+	.venv/bin/shotoku resources/demo/mixture.flac  # the demo on every start, not only the first
 
 test: setup
 	bash scripts/test.sh
