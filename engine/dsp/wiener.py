@@ -31,9 +31,16 @@ def softmask(mix_spec: Tensor, source_mags: Tensor, power: float = 1.0, eps: flo
     Returns:
         ``(n_batch, n_stems, n_channels, n_bins, n_frames)`` complex; the estimates sum to the mixture.
     """
-    weights = source_mags.clamp_min(0).pow(power)
+    weights = source_mags.clamp_min(0)
+    if power != 1.0:
+        weights = weights.pow(power)
     masks = weights / (weights.sum(dim=1, keepdim=True) + eps)
-    return masks * mix_spec.unsqueeze(1)
+    if not mix_spec.is_complex() or masks.dtype != mix_spec.real.dtype:
+        return masks * mix_spec.unsqueeze(1)
+    # A real mask times the (real, imaginary) pairs: half the work of promoting the mask to complex (the same
+    # products, so the same result to the bit), and no complex copy of the masks.
+    pairs = masks.unsqueeze(-1) * torch.view_as_real(mix_spec).unsqueeze(1)
+    return torch.view_as_complex(pairs)
 
 
 def mixture_phase(mix_spec: Tensor, source_mags: Tensor) -> Tensor:
