@@ -141,10 +141,10 @@ def term_losses(
         return error.flatten(2).mean(dim=2)
     with torch.autocast(mixture.device.type, enabled=False):
         mix_spec = model.spectrogram(mixture.float())
-        target = model.spectrogram(references.float()) if domain == "complex" else None
+        target = model.spectrogram(references.float()) if domain == "complex" else None  # "snr": waveforms only
     estimates = run(mix_spec).to(torch.complex64)
     audio = mixed(istft(estimates, references.shape[-1], model.n_fft, model.hop_length))  # linear: sum after
-    if target is None:  # "snr"
+    if domain == "snr":
         return thresholded_snr(audio, references, mixture)
     parts = (torch.view_as_real(mixed(estimates)) - torch.view_as_real(target)).abs()  # (b, i, c, f, t, re/im)
     spectral = parts.flatten(2, -2).mean(dim=2).sum(dim=-1)  # MAE of the real parts + MAE of the imaginary parts
