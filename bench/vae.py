@@ -5,7 +5,9 @@ MUMS table), plus the blind VAE on songs.
   as box plots (printed as five-number summaries: min, lower quartile, median, upper quartile, max) and medians,
   on training-side mixtures (clips of the paired ``train`` split: our unpaired mixture pool ships no stems, so the
   paper's "training mixtures" column is scored on songs of the training distribution) and on held-out mixtures
-  (the ``test`` split). Rows: ``udt``, ``udt-supervised``, and the IRM oracle of the same STFT.
+  (the ``test`` split). Rows: the unprocessed mixture as the estimate (what a separator must beat; not in the
+  paper), ``udt`` and ``udt-supervised`` (each with the weights validation picked, ``best.safetensors``, and with
+  its last epoch's, from ``checkpoint.safetensors``), and the IRM oracle of the same STFT.
 - **MUMS table** (slides, p. 14): SI-SDR, SIR, SAR (rows) of AE, VAE, VAEM, NMF, MixIT, IBM, IRM (columns), and
   the mixture itself (``mixture / K`` for every source: what a separator must beat; not in the slides),
   medians over test mixtures of two GM instruments (``engine.data.gm_pairs``, test sources never seen in
@@ -14,7 +16,7 @@ MUMS table), plus the blind VAE on songs.
   components, each component a source through its Wiener gain (blind: no training).
 - **Songs**: the blind VAE with K = 2..4 on the synthetic ``test`` split at 5512 Hz, against K groupings of the
   stems (2: vocals / the rest; 3: vocals / bass / drums + other; 4: the four stems), with the IRM of the same
-  grouping.
+  grouping and the unprocessed ``mixture / K``.
 
 SI-SDR: ``engine.evaluate.metrics.si_sdr``; SIR and SAR: ``engine.evaluate.bss_eval.bss_eval_v4`` over the whole
 clip. A run is ``RUNS/<name>/{config.json, best.safetensors}`` (``shotoku train udt --data corpus``; configs in
@@ -41,9 +43,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FIGURE3 = [("UDT", "udt"), ("Supervised twin", "udt-supervised"), ("IRM oracle", "@irm")]
+FIGURE3 = [("Mixture", "@mixture"), ("UDT", "udt"), ("UDT, last epoch", "udt+last"), ("Supervised twin", "udt-supervised"),
+           ("Supervised twin, last epoch", "udt-supervised+last"), ("IRM oracle", "@irm")]
 #: Figure 3 for the second target (``--target bass``): runs of ``configs/udt-bass*.json``.
-FIGURE3_BASS = [("UDT", "udt-bass"), ("Supervised twin", "udt-bass-supervised"), ("IRM oracle", "@irm")]
+FIGURE3_BASS = [("Mixture", "@mixture"), ("UDT", "udt-bass"), ("UDT, last epoch", "udt-bass+last"),
+                ("Supervised twin", "udt-bass-supervised"), ("Supervised twin, last epoch", "udt-bass-supervised+last"),
+                ("IRM oracle", "@irm")]
 TARGET_GROUPS = {"vocals": [("vocals",), ("drums", "bass", "other")], "bass": [("bass",), ("vocals", "drums", "other")]}
 MUMS = [("Mixture", "@half"), ("AE", "vaebss-ae"), ("VAE", "vaebss"), ("VAEM", "vaebss+vaem"), ("NMF", "@nmf"), ("MixIT", "mixit"),
         ("IBM", "@ibm"), ("IRM", "@irm")]
@@ -167,7 +172,15 @@ def from_run(source: str, runs: Path) -> tuple[Estimate | None, str]:
     run_dir = runs / name
     if not (run_dir / "best.safetensors").is_file():
         return None, f"not trained ({name}/best.safetensors missing)"
+    if option == "last" and not (run_dir / "checkpoint.safetensors").is_file():
+        return None, f"no last epoch ({name}/checkpoint.safetensors missing)"
     _, model = load_run(run_dir)
+    if option == "last":  # the last epoch's weights instead of the validation's pick
+        from safetensors.torch import load_file
+
+        prefix = "modules/model/"
+        state = load_file(str(run_dir / "checkpoint.safetensors"))
+        model.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
     if option == "vaem":
         model.estimator.vaem = True
     elif hasattr(model.estimator, "vaem") and name != "mixit":
@@ -178,10 +191,12 @@ def from_run(source: str, runs: Path) -> tuple[Estimate | None, str]:
             out = model(torch.from_numpy(mixture.astype(np.float32))[None, None])
         return out[0, :, 0].numpy()
 
-    return run, f"run {name}" + (" with VAEM" if option else "")
+    return run, f"run {name}" + {"vaem": " with VAEM", "last": ", last epoch"}.get(option, "")
 
 
 def estimator(source: str, runs: Path, n_fft: int, hop: int, k: int) -> tuple[Estimate | None, str]:
+    if source == "@mixture":  # the unprocessed mixture as the target's estimate: what a separator must beat
+        return (lambda mixture, references: np.stack([mixture] * k)), "no separation: the mixture itself"
     if source == "@half":
         return (lambda mixture, references: np.stack([mixture / k] * k)), "no separation: mixture / K for each"
     if source in ("@irm", "@ibm"):
@@ -280,6 +295,7 @@ def _smoke_inputs(folder: Path) -> tuple[Path, Path]:
     """A one-song-per-split corpus and tiny random runs (udt, udt-supervised, vaebss, vaebss-ae, vaebss-songs-k2)."""
     import soundfile as sf
     import torch
+    from safetensors.torch import save_file
 
     from engine.atomic import atomic_write_json
     from engine.models.catalogue import build_model
@@ -306,6 +322,8 @@ def _smoke_inputs(folder: Path) -> tuple[Path, Path]:
         (runs / name).mkdir(parents=True)
         save_state(build_model(architecture, config).state_dict(), runs / name / "best.safetensors", dtype=None)
         atomic_write_json(runs / name / "config.json", {"architecture": architecture, "model": config})
+    last = {f"modules/model/{k}": v for k, v in build_model("udt", udt).state_dict().items()}
+    save_file(last, str(runs / "udt" / "checkpoint.safetensors"))  # a last epoch other than the best
     return folder / "corpus", runs
 
 
@@ -357,7 +375,7 @@ def main(argv: list[str] | None = None) -> dict:
             results["songs"] = {}
             for k, groups in SONG_GROUPS.items():
                 clips = song_clips(args.data, "test", groups, 8128 / 5512, 5512, args.clips)
-                rows = [(f"VAEM K={k}", f"vaebss-songs-k{k}+vaem"), ("IRM", "@irm")]
+                rows = [("Mixture / K", "@half"), (f"VAEM K={k}", f"vaebss-songs-k{k}+vaem"), ("IRM", "@irm")]
                 results["songs"][k] = metric_table(
                     f"Songs, K = {k} ({' / '.join('+'.join(g) for g in groups)}): medians (dB)", rows, clips,
                     args.runs, k)

@@ -24,15 +24,21 @@ def test_smoke_prints_the_three_tables_with_trained_missing_and_oracle_rows(tmp_
         torch.set_num_threads(threads)
     figure3, mums, songs = results["figure3"], results["mums"], results["songs"]
     assert list(figure3) == [label for label, _ in bench.FIGURE3]
-    for label in figure3:
+    for label in ("Mixture", "UDT", "UDT, last epoch", "Supervised twin", "IRM oracle"):
         for set_name in ("train", "test"):
             assert all(math.isfinite(figure3[label][set_name][m]["median"]) for m in bench.METRICS)
+    assert figure3["UDT, last epoch"]["note"] == "run udt, last epoch"
+    assert figure3["UDT, last epoch"]["test"]["SI-SDR"]["median"] != figure3["UDT"]["test"]["SI-SDR"]["median"]
+    assert figure3["Supervised twin, last epoch"]["note"].startswith("no last epoch")
+    floor, oracle = (figure3[row]["test"]["SI-SDR"]["median"] for row in ("Mixture", "IRM oracle"))
+    assert floor < oracle - 5  # the unprocessed mixture is what a separator must beat
     assert list(mums) == [label for label, _ in bench.MUMS]
     assert mums["MixIT"]["SI-SDR"] is None and "not trained" in mums["MixIT"]["note"]
     assert mums["Mixture"]["SI-SDR"] < mums["IRM"]["SI-SDR"] - 10  # no separation is the floor
     assert mums["IRM"]["SI-SDR"] > 15 and all(math.isfinite(mums[k]["SIR"]) for k in ("AE", "VAE", "VAEM", "NMF"))
     assert set(songs) == {2, 3, 4} and songs[3]["VAEM K=3"]["SI-SDR"] is None
     assert math.isfinite(songs[2]["VAEM K=2"]["SI-SDR"])
+    assert songs[4]["Mixture / K"]["SI-SDR"] < songs[4]["IRM"]["SI-SDR"]
     printed = capsys.readouterr().out
     assert "| metric | Mixture | AE | VAE | VAEM | NMF | MixIT | IBM | IRM |" in printed
     assert "| approach | set | n | SI-SDR box |" in printed
