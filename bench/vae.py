@@ -43,12 +43,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FIGURE3 = [("Mixture", "@mixture"), ("UDT", "udt"), ("UDT, last epoch", "udt+last"), ("Supervised twin", "udt-supervised"),
-           ("Supervised twin, last epoch", "udt-supervised+last"), ("IRM oracle", "@irm")]
+
+def _figure3_rows(unpaired: str, supervised: str) -> list[tuple[str, str]]:
+    """Figure 3's rows: the mixture floor, each run with validation's pick and its last epoch, the IRM ceiling."""
+    rows = [("Mixture", "@mixture")]
+    for label, run in (("UDT", unpaired), ("Supervised twin", supervised)):
+        rows += [(label, run), (f"{label}, last epoch", f"{run}+last")]
+    return rows + [("IRM oracle", "@irm")]
+
+FIGURE3 = _figure3_rows("udt", "udt-supervised")
 #: Figure 3 for the second target (``--target bass``): runs of ``configs/udt-bass*.json``.
-FIGURE3_BASS = [("Mixture", "@mixture"), ("UDT", "udt-bass"), ("UDT, last epoch", "udt-bass+last"),
-                ("Supervised twin", "udt-bass-supervised"), ("Supervised twin, last epoch", "udt-bass-supervised+last"),
-                ("IRM oracle", "@irm")]
+FIGURE3_BASS = _figure3_rows("udt-bass", "udt-bass-supervised")
 TARGET_GROUPS = {"vocals": [("vocals",), ("drums", "bass", "other")], "bass": [("bass",), ("vocals", "drums", "other")]}
 MUMS = [("Mixture", "@half"), ("AE", "vaebss-ae"), ("VAE", "vaebss"), ("VAEM", "vaebss+vaem"), ("NMF", "@nmf"), ("MixIT", "mixit"),
         ("IBM", "@ibm"), ("IRM", "@irm")]
@@ -166,21 +171,18 @@ def from_run(source: str, runs: Path) -> tuple[Estimate | None, str]:
     """The estimator of a run folder (``name+vaem``: the same run with the VAE mask on)."""
     import torch
 
+    from engine.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
     from engine.train.export import load_run
 
     name, _, option = source.partition("+")
     run_dir = runs / name
     if not (run_dir / "best.safetensors").is_file():
         return None, f"not trained ({name}/best.safetensors missing)"
-    if option == "last" and not (run_dir / "checkpoint.safetensors").is_file():
-        return None, f"no last epoch ({name}/checkpoint.safetensors missing)"
+    if option == "last" and not (run_dir / CHECKPOINT_FILE).is_file():
+        return None, f"no last epoch ({name}/{CHECKPOINT_FILE} missing)"
     _, model = load_run(run_dir)
     if option == "last":  # the last epoch's weights instead of the validation's pick
-        from safetensors.torch import load_file
-
-        prefix = "modules/model/"
-        state = load_file(str(run_dir / "checkpoint.safetensors"))
-        model.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+        model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_FILE).state["modules"]["model"])
     if option == "vaem":
         model.estimator.vaem = True
     elif hasattr(model.estimator, "vaem") and name != "mixit":
@@ -295,11 +297,11 @@ def _smoke_inputs(folder: Path) -> tuple[Path, Path]:
     """A one-song-per-split corpus and tiny random runs (udt, udt-supervised, vaebss, vaebss-ae, vaebss-songs-k2)."""
     import soundfile as sf
     import torch
-    from safetensors.torch import save_file
 
     from engine.atomic import atomic_write_json
     from engine.models.catalogue import build_model
     from engine.models.weights import save_state
+    from engine.train.checkpoint import CHECKPOINT_FILE, save_checkpoint
 
     rng = np.random.default_rng(0)
     t = np.arange(3 * 44100) / 44100
@@ -322,8 +324,8 @@ def _smoke_inputs(folder: Path) -> tuple[Path, Path]:
         (runs / name).mkdir(parents=True)
         save_state(build_model(architecture, config).state_dict(), runs / name / "best.safetensors", dtype=None)
         atomic_write_json(runs / name / "config.json", {"architecture": architecture, "model": config})
-    last = {f"modules/model/{k}": v for k, v in build_model("udt", udt).state_dict().items()}
-    save_file(last, str(runs / "udt" / "checkpoint.safetensors"))  # a last epoch other than the best
+    last = {"modules": {"model": build_model("udt", udt).state_dict()}}  # a last epoch other than the best
+    save_checkpoint(runs / "udt" / CHECKPOINT_FILE, {"objective": "udt"}, last)
     return folder / "corpus", runs
 
 
