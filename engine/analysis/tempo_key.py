@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.analysis import jit_cache
 from engine.atomic import atomic_write_text
 from engine.errors import SeparationCancelled
 from engine.paths import cache_dir
@@ -111,8 +112,8 @@ def detect_key(chroma: np.ndarray) -> tuple[str, str, float]:
 
 
 def analyse(samples: np.ndarray, samplerate: int, cancel: threading.Event | None = None) -> SongAnalysis:
-    """BPM and key of ``samples`` ``(n_channels, n_samples)`` (a few seconds of CPU for a whole song)."""
-    import librosa
+    """BPM and key of ``samples`` ``(n_channels, n_samples)`` (a few seconds of CPU for a whole song; the first
+    analysis of a process also compiles librosa's kernels, one process at a time: :mod:`engine.analysis.jit_cache`)."""
 
     def check() -> None:
         if cancel is not None and cancel.is_set():
@@ -122,6 +123,13 @@ def analyse(samples: np.ndarray, samplerate: int, cancel: threading.Event | None
     check()
     if y.size < MIN_SECONDS * ANALYSIS_RATE or not np.any(y):  # unknown: shown as "— BPM"
         return SongAnalysis(0.0, "C", "major", 0.0)
+    librosa = jit_cache.import_librosa()
+    with jit_cache.compiling(cancel):
+        return _bpm_and_key(librosa, y, check)
+
+
+def _bpm_and_key(librosa, y: np.ndarray, check) -> SongAnalysis:
+    """:func:`analyse`'s librosa part on the mono excerpt ``y`` ``(n_samples,)`` at :data:`ANALYSIS_RATE`."""
     onset = librosa.onset.onset_strength(y=y, sr=ANALYSIS_RATE)
     bpm = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset, sr=ANALYSIS_RATE))[0])
     check()
