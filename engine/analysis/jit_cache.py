@@ -85,10 +85,14 @@ def compiling(cancel: threading.Event | None = None) -> Iterator[None]:
         yield
         return
     lock = _lock()
-    if lock is None:
+    with _held(lock, cancel) if lock is not None else contextlib.nullcontext():
         yield
         _compiled.set()
-        return
+
+
+@contextlib.contextmanager
+def _held(lock, cancel: threading.Event | None) -> Iterator[None]:
+    """``lock`` held around the body; the wait for it polls ``cancel`` every :data:`POLL_SECONDS`."""
     import filelock
 
     while True:
@@ -101,7 +105,6 @@ def compiling(cancel: threading.Event | None = None) -> Iterator[None]:
             continue
     try:
         yield
-        _compiled.set()
     finally:
         lock.release()
 
